@@ -1,0 +1,3 @@
+"""bdscan: find and remove backdoors from image classifiers."""
+
+__version__ = "0.1.0"

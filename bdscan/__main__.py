@@ -1,0 +1,4 @@
+from bdscan.cli.app import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""Options shared by several commands."""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+class Device(str, enum.Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+ArchOpt = typer.Option(None, "--arch", help="Architecture name (e.g. torchvision.resnet18) or module:callable; "
+                       "overrides the file's metadata.")
+SamplesOpt = typer.Option(..., "--samples", "-s", help="Folder of clean images: DIR/<class>/*.png, class by "
+                          "index or label name.", exists=False)
+MeanOpt = typer.Option(None, "--mean", help="Per-channel input mean, comma-separated (overrides metadata).")
+StdOpt = typer.Option(None, "--std", help="Per-channel input std, comma-separated (overrides metadata).")
+
+
+def parse_floats(text: Optional[str], flag: str) -> Optional[list[float]]:
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a comma-separated list of numbers", param_hint=flag) from None
+
+
+def model_path(path: Path) -> Path:
+    return path

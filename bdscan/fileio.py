@@ -1,0 +1,73 @@
+"""Small file helpers: hashing, atomic writes, safe output folders."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from bdscan.errors import OutputError
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@contextmanager
+def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; rename it onto ``target`` only if the block succeeds."""
+    target = Path(target)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    except OSError as exc:
+        raise OutputError(f"cannot write into {target.parent}: {exc.strerror or exc}") from None
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(target: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(target: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(target, text.encode("utf-8"))
+
+
+def prepare_out_dir(out: Path, inputs: list[Path], names: list[str]) -> Path:
+    """Check (without creating anything yet) that ``out`` can hold ``names`` without touching ``inputs``."""
+    out = out.expanduser()
+    resolved_inputs = {p.resolve() for p in inputs}
+    for name in names:
+        dest = (out / name).resolve() if out.exists() else (out.resolve() / name)
+        if dest in resolved_inputs:
+            raise OutputError(f"output {dest} would overwrite the input; choose another --out")
+    if out.exists():
+        if not out.is_dir():
+            raise OutputError(f"--out {out} exists and is not a folder")
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise OutputError(f"--out {out} is not writable")
+    else:
+        parent = out.resolve().parent
+        while not parent.exists():
+            parent = parent.parent
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise OutputError(f"cannot create --out {out}: {parent} is not writable")
+    return out

@@ -1,0 +1,1 @@
+"""Attack lab: makes backdoored models for tests, examples and benchmarks."""
