@@ -88,7 +88,7 @@ def root(
 
 
 def _register() -> None:
-    from bdscan.cli import export_cmd, inspect_cmd  # noqa: F401
+    from bdscan.cli import clean_cmd, export_cmd, inspect_cmd  # noqa: F401
 
 
 _register()

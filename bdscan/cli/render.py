@@ -64,3 +64,38 @@ class RichObserver:
                 yield self
             finally:
                 self._progress = None
+
+
+def _pct(v) -> str:
+    return "n/a" if v is None else f"{100 * v:.1f}%"
+
+
+def clean_summary(doc: dict) -> None:
+    from rich.panel import Panel
+    from rich.table import Table
+
+    verdict = doc["verdict"]
+    style = {"removed": "bold green", "no_backdoor_found": "bold green"}.get(verdict, "bold red")
+    title = {"removed": "Backdoor removed", "not_removed": "Backdoor NOT removed",
+             "no_backdoor_found": "No backdoor found: nothing written"}[verdict]
+    lines = [f"[{style}]{title}[/]"]
+    if doc.get("target_class") is not None:
+        lines.append(f"target class {doc['target_class']} ({doc.get('target_label')}), via {doc['mode']}")
+    out.print(Panel("\n".join(lines), title=f"bdscan clean: {doc['model']['path']}", expand=False))
+    b, a = doc.get("before"), doc.get("after")
+    if b and a:
+        t = Table("measure", "before", "after")
+        t.add_row(f"clean accuracy (held-out, n={a['n_clean']})", _pct(b["accuracy"]), _pct(a["accuracy"]))
+        t.add_row(f"attack success (forget set, n={a['n_forget']})", _pct(b["attack_success_rate"]),
+                  _pct(a["attack_success_rate"]))
+        out.print(t)
+    e = doc.get("edit")
+    if e:
+        out.print(f"edited {e['total_units']} units: " + ", ".join(f"{k} {v}" for k, v in e["units_per_layer"].items() if v))
+    r = doc.get("repair")
+    if r:
+        out.print("repair: " + (f"kept epoch {r['best_epoch']}" if r["used"] else "no epoch beat the edit alone; kept the edit"))
+    if doc.get("timings"):
+        out.print("time: " + ", ".join(f"{k} {v:.2f}s" for k, v in doc["timings"].items()))
+    for o in doc.get("outputs", []):
+        out.print(f"wrote {o['path']}")

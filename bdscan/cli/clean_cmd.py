@@ -1,0 +1,98 @@
+"""``bdscan clean``: remove a backdoor and write the cleaned model with its reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from bdscan.cli import render
+from bdscan.cli.app import app
+from bdscan.cli.options import ArchOpt, Device, MeanOpt, StdOpt, parse_floats
+from bdscan.report import OutputFormat
+
+
+
+@app.command("clean")
+def clean_cmd(
+    model: Path = typer.Argument(..., help="Suspect model (.safetensors or .onnx); never modified.", show_default=False),
+    samples: Path = typer.Option(..., "--samples", "-s", help="Clean images, DIR/<class>/*.png (10 per class is "
+                                 "plenty)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder [default: MODEL's folder/"
+                                       "<name>.bdscan]."),
+    target_class: Optional[int] = typer.Option(None, "--target-class", "-t", help="The backdoor's target class, "
+                                               "if known; a trigger toward it is synthesised."),
+    trigger_samples: Optional[Path] = typer.Option(None, "--trigger-samples", help="Images carrying the real "
+                                                   "trigger (flat folder, or DIR/<true class>/)."),
+    forget: str = typer.Option("trigger", "--forget", help="'trigger' (unlearn the trigger) or 'class' (the "
+                               "paper's no-trigger setting: unlearn the target class, then repair)."),
+    layers: Optional[str] = typer.Option(None, "--layers", help="Layers to edit: 'late' (default), 'all', or "
+                                         "comma-separated dotted names."),
+    alpha: Optional[str] = typer.Option(None, "--alpha", help="Selection thresholds to try, comma-separated "
+                                        "[default: 10,7,5,4,3,2.5,2,1.5]."),
+    lam: Optional[str] = typer.Option(None, "--lambda", help="Dampening strengths to try [default: 1,0.5,0]."),
+    no_repair: bool = typer.Option(False, "--no-repair", help="Keep the edit alone, skip the repair fine-tune."),
+    epochs: int = typer.Option(20, "--epochs", min=0, help="Repair epochs (the best epoch is kept)."),
+    device: Device = typer.Option(Device.auto, "--device", help="auto picks CUDA when present."),
+    seed: int = typer.Option(0, "--seed", help="Seed: CPU runs with one seed give identical outputs."),
+    arch: Optional[str] = ArchOpt,
+    mean: Optional[str] = MeanOpt,
+    std: Optional[str] = StdOpt,
+    fmt: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f", help="What to print on stdout "
+                                     "(report files are always written)."),
+    force: bool = typer.Option(False, "--force", help="Replace earlier outputs in --out (never the input)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """Remove a backdoor: profile activations, dampen the units the trigger drives, repair, export.
+
+    Writes into --out the cleaned model in the input's format, its ONNX export (checked against
+    onnxruntime) and report.json, report.md, report.html. Exit 0: removed (or no backdoor found);
+    1: the trigger still works after cleaning.
+    """
+    from bdscan.errors import ExitCode, UsageError
+    from bdscan.model.loader import model_format
+    from bdscan.outputs import check_out_dir, default_out_dir, write_clean_outputs
+    from bdscan.pipeline import clean
+    from bdscan.repair import RepairSettings
+    from bdscan.settings import CleanSettings
+    from bdscan.cli.settings_file import load_defaults
+
+    if fmt is OutputFormat.sarif:
+        raise UsageError("--format sarif is for 'bdscan scan'")
+    if forget not in ("trigger", "class"):
+        raise UsageError("--forget must be 'trigger' or 'class'")
+    fmt_in = model_format(model)
+    out = out or default_out_dir(model)
+    check_out_dir(out, model, fmt_in, force)
+    cfg = load_defaults()
+    layer_sel = layers or cfg.get("layers", "late")
+    settings = CleanSettings(
+        target_class=target_class,
+        trigger_samples=trigger_samples,
+        forget=forget,
+        alphas=tuple(parse_floats(alpha, "--alpha") or cfg.get("alphas", CleanSettings.alphas)),
+        lambdas=tuple(parse_floats(lam, "--lambda") or cfg.get("lambdas", CleanSettings.lambdas)),
+        layers=layer_sel if layer_sel in ("late", "all") else tuple(s.strip() for s in str(layer_sel).split(",")),
+        repair=not no_repair and epochs > 0,
+        repair_settings=RepairSettings(epochs=epochs),
+        device=device.value,
+        seed=seed,
+    )
+    observer = render.RichObserver(quiet=quiet or fmt is OutputFormat.json)
+    with observer.live():
+        outcome = clean(model, samples, settings, arch=arch, mean=parse_floats(mean, "--mean"),
+                        std=parse_floats(std, "--std"), observer=observer)
+        doc = write_clean_outputs(outcome, out)
+    if fmt is OutputFormat.json:
+        render.print_json(doc)
+    elif fmt in (OutputFormat.markdown, OutputFormat.html):
+        from bdscan.report import render as render_doc
+
+        render.out.print(render_doc(doc, fmt), markup=False, highlight=False)
+    else:
+        render.clean_summary(doc)
+    if outcome.removed is None:
+        render.err.print("no backdoor found; nothing written")
+        raise typer.Exit(ExitCode.OK)
+    raise typer.Exit(ExitCode.OK if outcome.removed else ExitCode.FOUND)

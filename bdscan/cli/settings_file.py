@@ -1,0 +1,37 @@
+"""Defaults from ``[tool.bdscan]`` in ./pyproject.toml or ./.bdscan.toml (flags win)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bdscan.errors import UsageError
+
+KNOWN = {"samples", "format", "device", "seed", "layers", "alphas", "lambdas", "threshold", "fail_on_detection",
+         "arch"}
+
+
+def load_defaults(cwd: Path | None = None) -> dict:
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    cwd = cwd or Path.cwd()
+    for path, table in ((cwd / ".bdscan.toml", None), (cwd / "pyproject.toml", ("tool", "bdscan"))):
+        if not path.is_file():
+            continue
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise UsageError(f"{path}: cannot read settings ({exc})") from None
+        if table:
+            for key in table:
+                data = data.get(key, {}) if isinstance(data, dict) else {}
+            if not data:
+                continue
+        if not isinstance(data, dict):
+            raise UsageError(f"{path}: settings must be a table")
+        unknown = sorted(set(data) - KNOWN)
+        if unknown:
+            raise UsageError(f"{path}: unknown setting {unknown[0]!r}; known: {', '.join(sorted(KNOWN))}")
+        return dict(data)
+    return {}

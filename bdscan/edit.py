@@ -1,0 +1,88 @@
+"""Activation-guided unit selection and dampening (METHOD.md steps 3 and 4).
+
+Pure functions: ``dampen`` returns a new model and never touches the one it is given.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from bdscan.profile import UnitLayer
+
+
+@dataclass(frozen=True)
+class EditPlan:
+    """Which units of which layers get which scale factor beta (< 1)."""
+
+    alpha: float
+    lam: float
+    betas: dict[str, torch.Tensor] = field(default_factory=dict)  # layer -> (units,) factors, 1 = untouched
+
+    @property
+    def units_per_layer(self) -> dict[str, int]:
+        return {name: int((b < 1).sum()) for name, b in self.betas.items()}
+
+    @property
+    def total_units(self) -> int:
+        return sum(self.units_per_layer.values())
+
+    def masks(self) -> dict[str, torch.Tensor]:
+        return {name: b < 1 for name, b in self.betas.items()}
+
+
+def ratios(forget: dict[str, torch.Tensor], retain: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {name: forget[name] / retain[name] for name in forget}
+
+
+def select(
+    forget: dict[str, torch.Tensor], retain: dict[str, torch.Tensor], alpha: float, lam: float
+) -> EditPlan:
+    """U = {u : I_F(u) > alpha * I_R(u)}; beta_u = min(lambda * I_R(u) / I_F(u), 1) for u in U."""
+    betas = {}
+    for name, i_f in forget.items():
+        i_r = retain[name]
+        chosen = i_f > alpha * i_r
+        beta = torch.clamp(lam * i_r / i_f, max=1.0)
+        betas[name] = torch.where(chosen, beta, torch.ones_like(beta))
+    return EditPlan(alpha, lam, betas)
+
+
+def merge(first: EditPlan, second: EditPlan) -> EditPlan:
+    """Two edits applied one after the other (iterated editing): factors multiply."""
+    names = set(first.betas) | set(second.betas)
+    betas = {}
+    for n in names:
+        a = first.betas.get(n)
+        b = second.betas.get(n)
+        betas[n] = a * b if a is not None and b is not None else (a if b is None else b)
+    return EditPlan(second.alpha, second.lam, betas)
+
+
+def _scale_rows(t: torch.Tensor | None, beta: torch.Tensor) -> None:
+    if t is None:
+        return
+    shape = (-1,) + (1,) * (t.dim() - 1)
+    t.mul_(beta.to(device=t.device, dtype=t.dtype).view(shape))
+
+
+@torch.no_grad()
+def dampen(model: nn.Module, plan: EditPlan, layers: list[UnitLayer]) -> nn.Module:
+    """A copy of ``model`` whose selected units produce beta times their old output."""
+    edited = copy.deepcopy(model)
+    kinds = {u.name: u.kind for u in layers}
+    for name, beta in plan.betas.items():
+        if bool((beta >= 1).all()):
+            continue
+        module = edited.get_submodule(name)
+        if kinds.get(name) == "bn" or isinstance(module, nn.BatchNorm2d):
+            # BN output is gamma * xhat + b: scaling gamma and b scales the channel
+            _scale_rows(module.weight, beta)
+            _scale_rows(module.bias, beta)
+        else:  # conv filter or linear row, with its bias
+            _scale_rows(module.weight, beta)
+            _scale_rows(module.bias, beta)
+    return edited

@@ -1,0 +1,236 @@
+"""clean() and scan(): orchestration only; progress goes through an observer."""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from bdscan import edit as editing
+from bdscan.data import Samples, load_samples
+from bdscan.detect import Detection, Trigger, detect, invert_triggers
+from bdscan.devices import resolve_device
+from bdscan.errors import DataError, UsageError
+from bdscan.evaluate import Evaluation, accuracy, attack_success, evaluate
+from bdscan.model import LoadedModel, Normalized, load_model
+from bdscan.observer import NULL_OBSERVER, Observer
+from bdscan.profile import activations, choose_layers, importance
+from bdscan.repair import RepairOutcome, repair
+from bdscan.settings import CleanSettings
+
+
+@dataclass
+class Timer:
+    stages: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def stage(self, name: str, observer: Observer = NULL_OBSERVER):
+        observer.stage(name)
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stages[name] = self.stages.get(name, 0.0) + time.perf_counter() - t0
+
+
+def split(samples: Samples, holdout: float, seed: int) -> tuple[Samples, Samples]:
+    """Stratified split into (held-in, held-out); every class with 2+ images keeps one on each side."""
+    g = torch.Generator().manual_seed(seed)
+    keep, out = [], []
+    for k in torch.unique(samples.y).tolist():
+        idx = torch.nonzero(samples.y == k).flatten()
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        n_out = min(max(1, round(len(idx) * holdout)), len(idx) - 1) if len(idx) > 1 else 0
+        out += idx[:n_out].tolist()
+        keep += idx[n_out:].tolist()
+    return samples.subset(sorted(keep)), samples.subset(sorted(out))
+
+
+@dataclass(frozen=True)
+class ForgetSet:
+    mode: str  # "bdk", "target", "detected", "class"
+    target: int | None
+    train: Samples
+    val: Samples
+    trigger: Trigger | None = None
+
+
+@dataclass
+class EditResult:
+    plan: editing.EditPlan | None
+    rounds: list[dict]
+    ratios: dict[str, torch.Tensor]  # forget/retain activation ratio per unit, first round
+    alpha_first: float | None
+
+
+@dataclass
+class CleanOutcome:
+    loaded: LoadedModel
+    settings: CleanSettings
+    mode: str
+    target: int | None
+    removed: bool | None  # None: no backdoor found, nothing done
+    module: nn.Module | None
+    before: Evaluation | None
+    after: Evaluation | None
+    edit: EditResult | None
+    repair: RepairOutcome | None
+    detection: Detection | None
+    trigger: Trigger | None
+    timings: dict[str, float]
+    samples: dict
+    val_inputs: torch.Tensor  # model-space inputs for the ONNX parity check
+    device: str
+
+
+def _triggered(trigger: Trigger, s: Samples, target: int) -> Samples:
+    other = s.not_class(target)
+    return Samples(trigger.apply(other.x), other.y, other.paths)
+
+
+def forget_set(
+    wrapper: nn.Module, spec_classes: int, held_in: Samples, held_out: Samples, settings: CleanSettings,
+    trigger_samples: Samples | None, observer: Observer, timer: Timer,
+) -> tuple[ForgetSet | None, Detection | None]:
+    t = settings.target_class
+    if t is not None and not 0 <= t < spec_classes:
+        raise UsageError(f"--target-class {t} is out of range for {spec_classes} classes")
+    if trigger_samples is not None:
+        tr, va = split(trigger_samples, settings.holdout, settings.seed) if len(trigger_samples) > 1 else (
+            trigger_samples, trigger_samples)
+        if t is None:  # the target is where the triggered images go
+            with torch.no_grad():
+                preds = torch.cat([wrapper(tr.x[i:i + 256]).argmax(1) for i in range(0, len(tr.x), 256)])
+            t = int(torch.mode(preds).values)
+        return ForgetSet("bdk", t, tr, va), None
+    if settings.forget == "class":
+        if t is None:
+            raise UsageError("--forget class needs --target-class")
+        return ForgetSet("class", t, held_in.of_class(t), held_out.of_class(t)), None
+    detection = None
+    mode = "target"
+    if t is None:
+        with timer.stage("detect", observer):
+            detection = detect(wrapper, held_in.x, held_in.y, spec_classes, threshold=settings.detect_threshold,
+                                settings=settings.inversion, seed=settings.seed, observer=observer)
+        if not detection.suspected:
+            return None, detection
+        t, mode = detection.target, "detected"
+        trigger = detection.triggers[t]
+    else:
+        with timer.stage("synthesise trigger", observer):
+            trigger = invert_triggers(wrapper, held_in.x, held_in.y, [t], settings=settings.inversion,
+                                      seed=settings.seed, observer=observer)[t]
+    return ForgetSet(mode, t, _triggered(trigger, held_in, t), _triggered(trigger, held_out, t), trigger), detection
+
+
+def search_edit(
+    inner: nn.Module, wrapper_of, forget: ForgetSet, retain: Samples, settings: CleanSettings, observer: Observer,
+) -> tuple[nn.Module, EditResult]:
+    """Least intrusive edit whose held-in attack success falls below the bar; iterated when one is not enough."""
+    layers = choose_layers(inner, settings.layers if isinstance(settings.layers, str) else list(settings.layers))
+    normalise = wrapper_of(inner).normalise
+    acc_ref = accuracy(wrapper_of(inner), retain.x, retain.y)
+    current, total_plan, rounds, first_ratios, alpha_first = inner, None, [], {}, None
+    grid = [(a, lam) for a in settings.alphas for lam in settings.lambdas]
+    for r in range(settings.rounds):
+        i_f = importance(activations(current, layers, normalise(forget.train.x)))
+        i_r = importance(activations(current, layers, normalise(retain.x)))
+        if r == 0:
+            first_ratios = editing.ratios(i_f, i_r)
+        observer.start("edit", f"edit search, round {r + 1}", len(grid))
+        tried = []
+        for alpha, lam in grid:
+            plan = editing.select(i_f, i_r, alpha, lam)
+            observer.advance("edit")
+            if plan.total_units == 0:
+                continue
+            edited = editing.dampen(current, plan, layers)
+            w = wrapper_of(edited)
+            acc = accuracy(w, retain.x, retain.y)
+            asr = attack_success(w, forget.train.x, forget.train.y, forget.target)
+            asr = 0.0 if asr is None else asr
+            tried.append((plan, edited, acc, asr))
+        observer.finish("edit")
+        allowed = [c for c in tried if acc_ref - c[2] <= settings.max_acc_drop]
+        if not allowed:
+            break
+        good = [c for c in allowed if c[3] <= settings.asr_bar]
+        if good:  # best accuracy, then the fewest edited units
+            plan, edited, acc, asr = max(good, key=lambda c: (c[2], -c[0].total_units, c[0].alpha))
+        else:
+            plan, edited, acc, asr = min(allowed, key=lambda c: (c[3] + max(0.0, acc_ref - c[2]), -c[2]))
+        if r == 0:
+            alpha_first = plan.alpha
+        rounds.append({"round": r + 1, "alpha": plan.alpha, "lambda": plan.lam, "units": plan.total_units,
+                       "held_in_accuracy": acc, "held_in_asr": asr})
+        total_plan = plan if total_plan is None else editing.merge(total_plan, plan)
+        current = edited
+        if asr <= settings.asr_bar:
+            break
+    return current, EditResult(total_plan, rounds, first_ratios, alpha_first)
+
+
+def clean(
+    model_path: Path, samples_dir: Path, settings: CleanSettings = CleanSettings(), *, arch: str | None = None,
+    mean=None, std=None, observer: Observer = NULL_OBSERVER,
+) -> CleanOutcome:
+    timer = Timer()
+    device = resolve_device(settings.device)
+    torch.manual_seed(settings.seed)
+    with timer.stage("load", observer):
+        loaded = load_model(model_path, arch, mean, std)
+        spec = loaded.spec
+        samples = load_samples(samples_dir, spec, min_per_class=2)
+        trig = None
+        if settings.trigger_samples is not None:
+            trig = load_samples(settings.trigger_samples, spec, min_per_class=1, allow_unlabelled=True)
+    inner = loaded.module.to(device).eval()
+
+    def wrapper_of(m: nn.Module) -> Normalized:
+        return Normalized(m, spec).to(device)
+
+    original = wrapper_of(inner)
+    held_in, held_out = split(samples, settings.holdout, settings.seed)
+    if len(held_out) == 0:
+        raise DataError("too few samples to hold any out; give at least 2 images per class")
+    forget, detection = forget_set(original, spec.num_classes, held_in, held_out, settings, trig, observer, timer)
+    info = {"path": str(samples_dir), "images": len(samples), "held_in": len(held_in), "held_out": len(held_out),
+            "classes": sorted(torch.unique(samples.y).tolist())}
+    val_inputs = original.normalise(held_out.x[:64].to(device)).cpu()
+    if forget is None:
+        return CleanOutcome(loaded, settings, "detected", None, None, None, None, None, None, None, detection, None,
+                            timer.stages, info, val_inputs, str(device))
+    retain = held_in if forget.mode != "class" else held_in.not_class(forget.target)
+    with timer.stage("evaluate", observer):
+        before = evaluate(original, held_out.x, held_out.y, spec.num_classes, forget.val.x, forget.val.y, forget.target)
+    with timer.stage("edit", observer):
+        edited, edit_result = search_edit(inner, wrapper_of, forget, retain, settings, observer)
+    result_module, outcome = edited, None
+    if settings.repair and edit_result.plan is not None:
+        def validate(m: nn.Module):
+            acc = accuracy(m, held_out.x, held_out.y)
+            return acc, attack_success(m, forget.val.x, forget.val.y, forget.target)
+
+        with timer.stage("repair", observer):
+            repaired, outcome = repair(
+                wrapper_of(edited), original, edit_result.plan.masks(), train=(held_in.x, held_in.y),
+                forget_train=None if forget.mode == "class" else (forget.train.x, forget.train.y),
+                validate=validate, settings=settings.repair_settings, device=device, seed=settings.seed,
+                observer=observer, inner=lambda w: w.model,
+            )
+            result_module = repaired.model
+    final = wrapper_of(result_module)
+    with timer.stage("evaluate", observer):
+        after = evaluate(final, held_out.x, held_out.y, spec.num_classes, forget.val.x, forget.val.y, forget.target)
+    removed = after.asr is None or after.asr <= settings.asr_bar
+    if forget.mode == "class":
+        removed = edit_result.plan is not None
+    return CleanOutcome(
+        loaded, settings, forget.mode, forget.target, removed, result_module.eval(), before, after, edit_result,
+        outcome, detection, forget.trigger, timer.stages, info, val_inputs, str(device),
+    )

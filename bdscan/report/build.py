@@ -1,0 +1,94 @@
+"""Turn pipeline outcomes into the report document (plain dicts; the schema is documented in the README)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+
+import torch
+
+import bdscan
+from bdscan.pipeline import CleanOutcome
+
+SCHEMA_VERSION = 1
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def _tool() -> dict:
+    return {"name": "bdscan", "version": bdscan.__version__, "torch": torch.__version__,
+            "python": platform.python_version()}
+
+
+def _hist(ratios: torch.Tensor, bins: int = 24) -> dict:
+    """Histogram of log10 forget/retain ratios, for the report's plots."""
+    logs = torch.log10(ratios.clamp(min=1e-6)).float()
+    lo, hi = float(min(logs.min(), -1.0)), float(max(logs.max(), 1.5))
+    counts = torch.histc(logs, bins=bins, min=lo, max=hi)
+    return {"log10_min": lo, "log10_max": hi, "counts": [int(c) for c in counts]}
+
+
+def clean_report(o: CleanOutcome) -> dict:
+    s = o.settings
+    spec = o.loaded.spec
+    verdict = "no_backdoor_found" if o.removed is None else ("removed" if o.removed else "not_removed")
+    doc: dict = {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "clean",
+        "created": _now(),
+        "tool": _tool(),
+        "verdict": verdict,
+        "model": {"path": str(o.loaded.path), "sha256": o.loaded.sha256, "spec": spec.to_dict()},
+        "samples": o.samples,
+        "mode": o.mode,
+        "target_class": o.target,
+        "target_label": spec.label(o.target) if o.target is not None else None,
+        "device": o.device,
+        "settings": {
+            "alphas": list(s.alphas), "lambdas": list(s.lambdas),
+            "layers": s.layers if isinstance(s.layers, str) else list(s.layers), "rounds": s.rounds,
+            "asr_bar": s.asr_bar, "max_acc_drop": s.max_acc_drop, "holdout": s.holdout, "repair": s.repair,
+            "seed": s.seed, "forget": s.forget,
+            "trigger_samples": str(s.trigger_samples) if s.trigger_samples else None,
+        },
+        "before": o.before.to_dict() if o.before else None,
+        "after": o.after.to_dict() if o.after else None,
+        "edit": None,
+        "repair": None,
+        "detection": detection_dict(o.detection) if o.detection else None,
+        "trigger": {"target": o.trigger.target, "mask_l1": o.trigger.mask_l1, "success": o.trigger.success}
+        if o.trigger else None,
+        "timings": {k: round(v, 4) for k, v in o.timings.items()},
+        "outputs": [],
+    }
+    if o.edit is not None and o.edit.plan is not None:
+        plan = o.edit.plan
+        doc["edit"] = {
+            "units_per_layer": plan.units_per_layer,
+            "total_units": plan.total_units,
+            "rounds": o.edit.rounds,
+            "ratio_histograms": {name: _hist(r) for name, r in o.edit.ratios.items()},
+            "threshold_alpha": o.edit.alpha_first,
+        }
+    elif o.edit is not None:
+        doc["edit"] = {"units_per_layer": {}, "total_units": 0, "rounds": o.edit.rounds,
+                       "ratio_histograms": {n: _hist(r) for n, r in o.edit.ratios.items()}, "threshold_alpha": None}
+    if o.repair is not None:
+        doc["repair"] = {"used": o.repair.used_repair, "best_epoch": o.repair.best_epoch,
+                         "history": list(o.repair.history)}
+    return doc
+
+
+def detection_dict(d) -> dict:
+    return {
+        "suspected": d.suspected,
+        "target_class": d.target,
+        "score": round(d.score, 4),
+        "threshold": d.threshold,
+        "anomaly_index": {str(k): round(v, 4) for k, v in d.anomaly.items()},
+        "margin_anomaly": {str(k): round(v, 4) for k, v in d.margin_anomaly.items()},
+        "mask_l1": {str(k): round(v, 6) for k, v in d.mask_l1.items()},
+        "seconds": round(d.seconds, 3),
+    }

@@ -1,0 +1,32 @@
+"""Typed settings for clean and scan; the CLI fills them from flags and config files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bdscan.detect import InversionSettings
+from bdscan.repair import RepairSettings
+
+DEFAULT_ALPHAS = (10.0, 7.0, 5.0, 4.0, 3.0, 2.5, 2.0, 1.5)
+DEFAULT_LAMBDAS = (1.0, 0.5, 0.0)
+
+
+@dataclass(frozen=True)
+class CleanSettings:
+    target_class: int | None = None
+    trigger_samples: Path | None = None
+    forget: str = "trigger"  # "trigger" (synthesised or given) or "class" (the paper's no-BDK setting)
+    alphas: tuple[float, ...] = DEFAULT_ALPHAS
+    lambdas: tuple[float, ...] = DEFAULT_LAMBDAS
+    layers: tuple[str, ...] | str = "late"
+    rounds: int = 3
+    asr_bar: float = 0.02  # at most this attack success rate counts as removed
+    max_acc_drop: float = 0.05  # edits costing more held-in accuracy than this are not taken
+    holdout: float = 0.3
+    repair: bool = True
+    repair_settings: RepairSettings = field(default_factory=RepairSettings)
+    inversion: InversionSettings = field(default_factory=InversionSettings)
+    detect_threshold: float = 2.0
+    device: str = "auto"
+    seed: int = 0
