@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,11 +111,14 @@ def _images_in(folder: Path) -> list[Path]:
         raise DataError(f"{folder}: cannot list folder ({exc.strerror or exc})") from None
     out = []
     for p in entries:
-        try:
-            if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file():
-                out.append(p)
-        except OSError as exc:  # symlink loops and the like
+        if p.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        try:  # os.stat, not Path.is_file: that answers False for a symlink loop and hides it
+            is_file = stat.S_ISREG(os.stat(p).st_mode)
+        except OSError as exc:  # symlink loops, dangling links
             raise DataError(f"{p}: cannot read ({exc.strerror or exc})") from None
+        if is_file:
+            out.append(p)
     return out
 
 
@@ -169,4 +173,4 @@ def save_image(arr: torch.Tensor, path: Path) -> None:
 
     a = (arr.detach().clamp(0, 1).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
     img = Image.fromarray(a[0], "L") if a.shape[0] == 1 else Image.fromarray(a.transpose(1, 2, 0)[..., :3], "RGB")
-    img.save(path)
+    img.save(path, format="PNG")

@@ -86,3 +86,38 @@ def dampen(model: nn.Module, plan: EditPlan, layers: list[UnitLayer]) -> nn.Modu
             _scale_rows(module.weight, beta)
             _scale_rows(module.bias, beta)
     return edited
+
+
+def _with_bias(h: torch.Tensor) -> torch.Tensor:
+    return torch.cat([h, torch.ones(len(h), 1, dtype=h.dtype)], 1)
+
+
+@torch.no_grad()
+def remap_layer(
+    model: nn.Module, name: str, h_retain: torch.Tensor, h_forget: torch.Tensor, out_forget: torch.Tensor,
+    ridge: float,
+) -> tuple[nn.Module, float]:
+    """Closed-form, activation-guided edit of one linear layer (a copy of ``model`` is returned).
+
+    Finds W' = W + D minimising  sum_R |W'h - Wh|^2 + sum_F |W'h_F - o_F|^2 + mu |D|^2, i.e. clean inputs keep
+    their outputs while triggered inputs are mapped to clean outputs ``out_forget``. ``ridge`` scales mu by the
+    mean activation energy, so it does not depend on the layer's scale. Returns (model, relative change of W).
+    """
+    edited = copy.deepcopy(model)
+    layer = edited.get_submodule(name)
+    if not isinstance(layer, nn.Linear):
+        raise TypeError(f"{name} is {type(layer).__name__}, not Linear")
+    w = layer.weight.detach().double().cpu()
+    b = layer.bias.detach().double().cpu() if layer.bias is not None else torch.zeros(w.shape[0], dtype=torch.double)
+    wb = torch.cat([w, b[:, None]], 1)
+    h = _with_bias(torch.cat([h_retain, h_forget]).double())
+    target = torch.cat([_with_bias(h_retain.double()) @ wb.T, out_forget.double()])
+    gram = h.T @ h
+    mu = ridge * float(gram.diagonal().mean())
+    delta = torch.linalg.solve(gram + mu * torch.eye(gram.shape[0], dtype=torch.double), (target - h @ wb.T).T @ h, left=False)
+    new = wb + delta
+    dtype, device = layer.weight.dtype, layer.weight.device
+    layer.weight.copy_(new[:, :-1].to(device=device, dtype=dtype))
+    if layer.bias is not None:
+        layer.bias.copy_(new[:, -1].to(device=device, dtype=dtype))
+    return edited, float(delta.norm() / wb.norm())

@@ -36,10 +36,38 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if tmp_path.exists():  # mkstemp makes 0600 files; outputs get the permissions open() would give
+            os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, target)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # the only way to read it is to set it
+    os.umask(mask)
+    return mask
+
+
+def can_write_in(folder: Path) -> bool:
+    """Whether a file can really be created in ``folder``: os.access says yes to root on read-only mounts
+    and on /proc, so try it (the probe file is removed at once)."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".bdscan-probe-", dir=folder)
+    except OSError:
+        return False
+    os.close(fd)
+    os.unlink(probe)
+    return True
+
+
+def nearest_existing(path: Path) -> Path:
+    """``path`` itself or its closest existing ancestor (where creating ``path`` would start)."""
+    path = path.resolve()
+    while not path.exists():
+        path = path.parent
+    return path
 
 
 def atomic_write_bytes(target: str | os.PathLike, data: bytes) -> None:
@@ -62,12 +90,12 @@ def prepare_out_dir(out: Path, inputs: list[Path], names: list[str]) -> Path:
     if out.exists():
         if not out.is_dir():
             raise OutputError(f"--out {out} exists and is not a folder")
-        if not os.access(out, os.W_OK | os.X_OK):
+        if not can_write_in(out):
             raise OutputError(f"--out {out} is not writable")
     else:
-        parent = out.resolve().parent
-        while not parent.exists():
-            parent = parent.parent
-        if not os.access(parent, os.W_OK | os.X_OK):
+        parent = nearest_existing(out)
+        if not parent.is_dir():
+            raise OutputError(f"cannot create --out {out}: {parent} is not a folder")
+        if not can_write_in(parent):
             raise OutputError(f"cannot create --out {out}: {parent} is not writable")
     return out

@@ -30,4 +30,4 @@ def describe(path: Path, arch: str | None = None) -> dict:
 
 
 def architectures_table() -> list[dict]:
-    return [{"name": name, "source": info.source} for name, info in sorted(registry.available().items())]
+    return registry.list_architectures()

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 from bdscan.errors import OutputError
-from bdscan.fileio import sha256_bytes
+from bdscan.fileio import can_write_in, nearest_existing, sha256_bytes
 from bdscan.model import provenance, write_model
 from bdscan.pipeline import CleanOutcome
 from bdscan.report.build import clean_report
@@ -36,7 +36,7 @@ def check_out_dir(out: Path, model_path: Path, fmt: str, force: bool) -> None:
         raise OutputError(f"--out {out} exists and is not a folder")
     names = output_names(model_path, fmt)
     if out.exists():
-        if not os.access(out, os.W_OK | os.X_OK):
+        if not can_write_in(out):
             raise OutputError(f"--out {out} is not writable")
         if out.resolve() == model_path.parent.resolve():
             raise OutputError(f"--out {out} is the input's folder and {model_path.name} would clash with the input; "
@@ -45,10 +45,10 @@ def check_out_dir(out: Path, model_path: Path, fmt: str, force: bool) -> None:
         if clash and not force:
             raise OutputError(f"--out {out} already holds {clash[0]}; pass --force to replace earlier outputs")
     else:
-        parent = out.resolve().parent
-        while not parent.exists():
-            parent = parent.parent
-        if not os.access(parent, os.W_OK | os.X_OK):
+        parent = nearest_existing(out)
+        if not parent.is_dir():
+            raise OutputError(f"cannot create --out {out}: {parent} is not a folder")
+        if not can_write_in(parent):
             raise OutputError(f"cannot create --out {out}: {parent} is not writable")
 
 
@@ -64,14 +64,18 @@ def write_clean_outputs(outcome: CleanOutcome, out: Path) -> dict:
     doc = clean_report(outcome)
     if outcome.module is None:  # nothing to write when no backdoor was found
         return doc
+    ship_model = bool(outcome.removed)  # a model whose trigger still works is never written as 'cleaned'
     digest = report_digest(doc)
     meta = provenance(
         loaded.sha256, digest, bdscan_cleaned="true", bdscan_mode=outcome.mode, bdscan_target=str(outcome.target),
         bdscan_units_edited=str(doc["edit"]["total_units"] if doc["edit"] else 0),
     )
     out = out.expanduser()
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
+    top_created = None if out.exists() else _first_missing(out)  # removed again if anything fails
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create --out {out}: {exc.strerror or exc}") from None
     stage = Path(tempfile.mkdtemp(prefix=".bdscan-", suffix=".partial", dir=out))
     try:
         spec = loaded.spec
@@ -79,8 +83,9 @@ def write_clean_outputs(outcome: CleanOutcome, out: Path) -> dict:
         module = outcome.module.cpu().eval()
         files = []
         main = stage / loaded.path.name
-        files.append((write_model(module, spec, fmt, main, meta, outcome.val_inputs), main))
-        if fmt != "onnx":
+        if ship_model:
+            files.append((write_model(module, spec, fmt, main, meta, outcome.val_inputs), main))
+        if ship_model and fmt != "onnx":
             onnx_path = stage / loaded.path.with_suffix(".onnx").name
             files.append((write_model(module, spec.with_(format="onnx"), "onnx", onnx_path, meta,
                                       outcome.val_inputs), onnx_path))
@@ -96,11 +101,19 @@ def write_clean_outputs(outcome: CleanOutcome, out: Path) -> dict:
             os.replace(p, out / p.name)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
-        if created:
-            shutil.rmtree(out, ignore_errors=True)
+        if top_created is not None:
+            shutil.rmtree(top_created, ignore_errors=True)
         raise
     shutil.rmtree(stage, ignore_errors=True)
     return doc
+
+
+def _first_missing(path: Path) -> Path:
+    """The outermost folder that ``mkdir(parents=True)`` would create for ``path``."""
+    path = path.absolute()
+    while not path.parent.exists():
+        path = path.parent
+    return path
 
 
 def _sha(path: Path) -> str:

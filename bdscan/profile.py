@@ -70,6 +70,10 @@ def choose_layers(model: nn.Module, layers: Sequence[str] | str | None = None) -
     return chosen
 
 
+def _reduce(a: torch.Tensor) -> torch.Tensor:
+    return a.mean(dim=(2, 3)) if a.dim() == 4 else a
+
+
 @contextmanager
 def hooks(model: nn.Module, layers: Sequence[UnitLayer], store: dict[str, list[torch.Tensor]]) -> Iterator[None]:
     """Record per-unit activations of ``layers`` into ``store``; hooks are removed however the block ends."""
@@ -80,7 +84,7 @@ def hooks(model: nn.Module, layers: Sequence[UnitLayer], store: dict[str, list[t
 
             def hook(_m, _inp, out, name=layer.name):
                 a = torch.relu(out.detach().float())
-                store.setdefault(name, []).append(a.mean(dim=(2, 3)) if a.dim() == 4 else a)
+                store.setdefault(name, []).append(_reduce(a))
 
             handles.append(module.register_forward_hook(hook))
         yield
@@ -104,3 +108,25 @@ def activations(model: nn.Module, layers: Sequence[UnitLayer], x: torch.Tensor, 
 def importance(acts: dict[str, torch.Tensor], eps: float = 1e-6) -> dict[str, torch.Tensor]:
     """I(u) = mean over images of |a_u(x)|, plus epsilon (METHOD.md step 2)."""
     return {name: a.abs().mean(dim=0) + eps for name, a in acts.items()}
+
+
+def linear_layers(model: nn.Module, last: int = 2) -> list[str]:
+    """The last ``last`` linear layers (the head and the hidden layer before it, where there is one)."""
+    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    return names[-last:][::-1]
+
+
+@torch.no_grad()
+def layer_inputs(model: nn.Module, name: str, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """The (flattened) input of layer ``name`` for each image; the hook is removed however the pass ends."""
+    module = model.get_submodule(name)
+    parts: list[torch.Tensor] = []
+    handle = module.register_forward_hook(lambda _m, inp, _out: parts.append(inp[0].detach().float().flatten(1)))
+    model.eval()
+    device = next(model.parameters()).device
+    try:
+        for i in range(0, len(x), batch_size):
+            model(x[i:i + batch_size].to(device))
+    finally:
+        handle.remove()
+    return torch.cat(parts).cpu()

@@ -22,8 +22,9 @@ from bdscan.observer import NULL_OBSERVER, Observer
 
 @dataclass(frozen=True)
 class RepairSettings:
-    epochs: int = 20
-    lr: float = 1e-3
+    epochs: int = 10
+    lr: float = 1e-4
+    min_gain: float = 0.0  # an epoch must beat the edit alone by this much of the validation score
     batch_size: int = 32
     distill_weight: float = 1.0
     temperature: float = 2.0
@@ -50,6 +51,25 @@ def _mask_hooks(model: nn.Module, masks: dict[str, torch.Tensor]) -> list:
     return handles
 
 
+def augment(x: torch.Tensor, g: torch.Generator, shift: float = 0.1, mix: float = 0.5) -> torch.Tensor:
+    """Small random translations, and mixup of pairs for part of the batch.
+
+    The teacher labels these images, so distillation constrains the student far beyond the few samples.
+    """
+    n = len(x)
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1.0
+    theta[:, :, 2] = (torch.rand(n, 2, generator=g) * 2 - 1) * shift
+    grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
+    out = F.grid_sample(x, grid, padding_mode="border", align_corners=False)
+    k = int(n * mix)
+    if k and n > 1:
+        perm = torch.randperm(n, generator=g)[:k].to(x.device)
+        lam = torch.rand(k, 1, 1, 1, generator=g).to(x.device)
+        out[:k] = lam * out[:k] + (1 - lam) * out[perm]
+    return out
+
+
 def _score(acc: float, asr: float | None) -> float:
     # removing the backdoor comes first; accuracy breaks ties
     return acc - 3.0 * (asr or 0.0)
@@ -70,16 +90,10 @@ def repair(
     work = copy.deepcopy(model).to(device)
     work.eval()  # BatchNorm statistics frozen, dropout off
     teacher = teacher.to(device).eval()
-    x, y = train
-    xf, yf = forget_train if forget_train is not None else (x[:0], y[:0])
-    keep_f = yf >= 0
-    xf, yf = xf[keep_f], yf[keep_f]
-    x_all = torch.cat([x, xf])
-    y_all = torch.cat([y, yf])
-    with torch.no_grad():
-        soft = torch.cat([teacher(x[i:i + 256].to(device)).float().cpu() for i in range(0, len(x), 256)])
-    is_clean = torch.cat([torch.ones(len(x), dtype=torch.bool), torch.zeros(len(xf), dtype=torch.bool)])
-    soft_all = torch.cat([soft, torch.zeros(len(xf), soft.shape[1])])
+    x, y = (t.to(device) for t in train)
+    xf, yf = forget_train if forget_train is not None else (train[0][:0], train[1][:0])
+    keep_f = yf >= 0  # unlabelled trigger images cannot be taught their true class
+    xf, yf = xf[keep_f].to(device), yf[keep_f].to(device)
     handles = _mask_hooks(inner(work) if inner else work, masks)
     params = [p for p in work.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=settings.lr)
@@ -90,32 +104,37 @@ def repair(
     acc0, asr0 = validate(work)
     best = (_score(acc0, asr0), 0, copy.deepcopy(work.state_dict()))
     history = [{"epoch": 0, "accuracy": acc0, "asr": asr0}]
+    bs = settings.batch_size
+    t = settings.temperature
     observer.start("repair", "repair fine-tune", settings.epochs)
     try:
         for epoch in range(1, settings.epochs + 1):
-            order = torch.randperm(len(x_all), generator=g)
-            for i in range(0, len(order), settings.batch_size):
-                idx = order[i:i + settings.batch_size]
-                xb = x_all[idx].to(device, non_blocking=True)
-                yb = y_all[idx].to(device, non_blocking=True)
-                cb = is_clean[idx].to(device)
+            order = torch.randperm(len(x), generator=g).to(device)
+            for i in range(0, len(order), bs):
+                idx = order[i:i + bs]
+                xb, yb = x[idx], y[idx]
+                xa = augment(xb, g)
+                with torch.no_grad(), amp:
+                    soft = teacher(xa).float()
+                parts = [xb, xa]
+                if len(xf):
+                    fidx = torch.randint(0, len(xf), (min(bs, len(xf)),), generator=g).to(device)
+                    parts.append(augment(xf[fidx], g, mix=0.0))
                 with amp:
-                    logits = work(xb).float()
-                loss = F.cross_entropy(logits, yb)
-                if settings.distill_weight and bool(cb.any()):
-                    t = settings.temperature
-                    kd = F.kl_div(
-                        F.log_softmax(logits[cb] / t, 1), F.softmax(soft_all[idx][cb.cpu()].to(device) / t, 1),
-                        reduction="batchmean",
-                    ) * t * t
-                    loss = loss + settings.distill_weight * kd
+                    logits = work(torch.cat(parts)).float()
+                n = len(xb)
+                loss = F.cross_entropy(logits[:n], yb)
+                kd = F.kl_div(F.log_softmax(logits[n:2 * n] / t, 1), F.softmax(soft / t, 1), reduction="batchmean")
+                loss = loss + settings.distill_weight * kd * t * t
+                if len(xf):
+                    loss = loss + F.cross_entropy(logits[2 * n:], yf[fidx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
             acc, asr = validate(work)
             history.append({"epoch": epoch, "accuracy": acc, "asr": asr})
             score = _score(acc, asr)
-            if score > best[0] + 1e-9:
+            if score > best[0] + (settings.min_gain if best[1] == 0 else 0.0) + 1e-9:
                 best = (score, epoch, copy.deepcopy(work.state_dict()))
             observer.advance("repair")
     finally:

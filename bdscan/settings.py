@@ -22,7 +22,9 @@ class CleanSettings:
     layers: tuple[str, ...] | str = "late"
     rounds: int = 3
     asr_bar: float = 0.02  # at most this attack success rate counts as removed
-    max_acc_drop: float = 0.05  # edits costing more held-in accuracy than this are not taken
+    max_acc_drop: float = 0.02  # unit edits changing more predictions than this (augmented samples) are not taken
+    remap: bool = True  # closed-form head edit after dampening
+    ridges: tuple[float, ...] = (1.0, 0.1, 0.01, 0.001, 0.0001)
     holdout: float = 0.3
     repair: bool = True
     repair_settings: RepairSettings = field(default_factory=RepairSettings)

@@ -28,10 +28,23 @@ class BdscanGroup(TyperGroup):
         return int(code)
 
 
+def _one_line_warnings(fallback):
+    """bdscan's own warnings (e.g. a broken plugin) as one stderr line; other libraries' keep their format."""
+
+    def show(message, category, *args, **kwargs) -> None:
+        if category.__module__.split(".")[0] == "bdscan":
+            print(f"bdscan: warning: {message}", file=sys.stderr)
+        else:
+            fallback(message, category, *args, **kwargs)
+
+    return show
+
+
 def run_guarded(fn) -> int:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.showwarning = _one_line_warnings(warnings.showwarning)
             rv = fn()
         return rv if isinstance(rv, int) else ExitCode.OK
     except ExitTypes as exc:
@@ -88,7 +101,7 @@ def root(
 
 
 def _register() -> None:
-    from bdscan.cli import clean_cmd, export_cmd, inspect_cmd  # noqa: F401
+    from bdscan.cli import clean_cmd, export_cmd, inspect_cmd, report_cmd, scan_cmd  # noqa: F401
 
 
 _register()

@@ -33,7 +33,7 @@ def clean_cmd(
                                         "[default: 10,7,5,4,3,2.5,2,1.5]."),
     lam: Optional[str] = typer.Option(None, "--lambda", help="Dampening strengths to try [default: 1,0.5,0]."),
     no_repair: bool = typer.Option(False, "--no-repair", help="Keep the edit alone, skip the repair fine-tune."),
-    epochs: int = typer.Option(20, "--epochs", min=0, help="Repair epochs (the best epoch is kept)."),
+    epochs: int = typer.Option(10, "--epochs", min=0, help="Repair epochs (the best epoch is kept)."),
     device: Device = typer.Option(Device.auto, "--device", help="auto picks CUDA when present."),
     seed: int = typer.Option(0, "--seed", help="Seed: CPU runs with one seed give identical outputs."),
     arch: Optional[str] = ArchOpt,

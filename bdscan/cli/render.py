@@ -99,3 +99,17 @@ def clean_summary(doc: dict) -> None:
         out.print("time: " + ", ".join(f"{k} {v:.2f}s" for k, v in doc["timings"].items()))
     for o in doc.get("outputs", []):
         out.print(f"wrote {o['path']}")
+
+
+def scan_summary(doc: dict) -> None:
+    from rich.table import Table
+
+    s = doc["summary"]
+    if doc["models"]:
+        t = Table("model", "verdict", "target", "score", "time")
+        for m in doc["models"]:
+            verdict = "[bold red]SUSPECTED[/]" if m["suspected"] else "[green]clean[/]"
+            tgt = "" if m["target_class"] is None else f"{m['target_class']} ({m['target_label']})"
+            t.add_row(m["path"], verdict, tgt, f"{m['score']:.2f}", f"{m['seconds']:.1f}s")
+        out.print(t)
+    out.print(f"{s['scanned']} scanned, {s['suspected']} suspected, {s['errors']} error(s), {s['skipped']} skipped")

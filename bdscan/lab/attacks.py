@@ -479,9 +479,12 @@ class InputAware(Attack):
         lambda_div: float = 1.0,
         lambda_norm: float = 100.0,
         cross_rate: float = 0.1,
+        lr_generator: float = 1e-2,
+        mask_steps: int = 300,
     ):
         super().__init__(target, seed, shape)
         self.hidden = int(hidden)
+        self.lr_generator, self.mask_steps = float(lr_generator), int(mask_steps)
         self.mask_density, self.lambda_div, self.lambda_norm = float(mask_density), float(lambda_div), float(lambda_norm)
         self.cross_rate = float(cross_rate)
         with torch.random.fork_rng(devices=[]):
@@ -529,7 +532,8 @@ class InputAware(Attack):
 
     def config(self):
         return {**super().config(), "hidden": self.hidden, "mask_density": self.mask_density,
-                "lambda_div": self.lambda_div, "lambda_norm": self.lambda_norm, "cross_rate": self.cross_rate}
+                "lambda_div": self.lambda_div, "lambda_norm": self.lambda_norm, "cross_rate": self.cross_rate,
+                "lr_generator": self.lr_generator, "mask_steps": self.mask_steps}
 
 
 ATTACKS: dict[str, type[Attack]] = {

@@ -121,8 +121,8 @@ def train_backdoored(
                 progress=progress, tag=attack.name)
 
 
-def _train_inputaware(model, attack: InputAware, x, y, *, epochs, batch_size, lr, rate, seed, device, progress,
-                      mask_steps: int | None = None) -> nn.Module:
+def _train_inputaware(model, attack: InputAware, x, y, *, epochs, batch_size, lr, rate, seed, device,
+                      progress) -> nn.Module:
     """Input-aware dynamic backdoor training (Nguyen & Tran 2020, Algorithm 1, simplified).
 
     1. Mask net alone: diversity loss + ``lambda_norm * relu(mean(mask) - mask_density)``.
@@ -139,8 +139,8 @@ def _train_inputaware(model, attack: InputAware, x, y, *, epochs, batch_size, lr
 
     # -- stage 1: mask generator -------------------------------------------------------------
     steps_per_epoch = math.ceil(n / batch_size)
-    mask_steps = mask_steps if mask_steps is not None else min(steps_per_epoch, 300)
-    opt_m = torch.optim.Adam(gen.mask_net.parameters(), lr=1e-3)
+    mask_steps = attack.mask_steps
+    opt_m = torch.optim.Adam(gen.mask_net.parameters(), lr=attack.lr_generator)
     gen.train()
     step = 0
     while step < mask_steps:
@@ -167,7 +167,7 @@ def _train_inputaware(model, attack: InputAware, x, y, *, epochs, batch_size, lr
     # -- stage 2: classifier + pattern generator ---------------------------------------------
     steps = epochs * steps_per_epoch
     opt_c, sched_c = _optimizer(model.parameters(), lr, steps)
-    opt_g, sched_g = _optimizer(gen.pattern_net.parameters(), 1e-3, steps)
+    opt_g, sched_g = _optimizer(gen.pattern_net.parameters(), attack.lr_generator, steps)
     for epoch in range(epochs):
         model.train()
         gen.pattern_net.train()

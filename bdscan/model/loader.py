@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bdscan.errors import ModelLoadError, UnsupportedModelError
+from bdscan.errors import ArchitectureError, ModelLoadError, UnsupportedModelError
 from bdscan.fileio import sha256_file
 from bdscan.model import registry
 from bdscan.model.spec import ModelSpec, spec_from_mapping
@@ -18,6 +18,7 @@ SAFETENSORS_SUFFIXES = {".safetensors"}
 ONNX_SUFFIXES = {".onnx"}
 PICKLE_SUFFIXES = {".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin", ".tar"}
 SUPPORTED_SUFFIXES = SAFETENSORS_SUFFIXES | ONNX_SUFFIXES
+MAX_INPUT_SIDE = 4096  # a file may declare any input size; larger ones would exhaust memory, not classify
 
 
 @dataclass
@@ -72,13 +73,52 @@ def load_safetensors(path: Path, arch: str | None = None) -> LoadedModel:
             mapping = {**cfg, **{k: v for k, v in meta.items() if v}}
             source = f"{path.name} (+ config.json)"
     spec = spec_from_mapping(mapping, architecture=arch, fmt="safetensors", source=source)
-    module = registry.build(spec.architecture, spec.num_classes, spec.channels)
+    check_input_size(spec, path.name)
+    # module:callable only from --arch: a file's metadata must not pick code to import
+    allow_code = arch is not None
+    _check_shapes_first(state, path.name, spec, allow_code)
+    module = registry.build(spec.architecture, spec.num_classes, spec.channels, allow_code=allow_code)
     _load_into(module, state, path.name, spec)
     module.eval()
     return LoadedModel(module, spec, path, sha256_file(path), dict(meta))
 
 
+def check_input_size(spec: ModelSpec, name: str) -> None:
+    _, h, w = spec.input_shape
+    if h > MAX_INPUT_SIDE or w > MAX_INPUT_SIDE:
+        raise ModelLoadError(f"{name}: input size {h}x{w} is too large (at most {MAX_INPUT_SIDE} per side)")
+
+
+def _check_shapes_first(state: dict[str, torch.Tensor], name: str, spec: ModelSpec, allow_code: bool) -> None:
+    """Match the file against the architecture before allocating it: metadata claiming 2**34 classes must
+    give an error, not a 64 TB allocation. The skeleton lives on the meta device (no memory)."""
+    try:
+        info = registry.lookup(spec.architecture, allow_code)  # unknown or refused names fail here
+    except ArchitectureError as exc:
+        if allow_code:  # the name came from --arch, not from the file
+            raise
+        raise ArchitectureError(f"{name}: {exc}") from None
+    try:
+        with torch.device("meta"):
+            skeleton = info.builder(spec.num_classes)
+            registry.adapt_in_channels(skeleton, spec.channels)
+    except Exception:  # a builder that reads tensor values while building; fall back to a bound
+        weights = sum(t.numel() for t in state.values())
+        if spec.num_classes > weights:  # the head alone holds num_classes weights
+            raise ModelLoadError(f"{name}: num_classes is {spec.num_classes} in the metadata but the file holds "
+                                 f"only {weights} weights") from None
+        return
+    if isinstance(skeleton, nn.Module):  # anything else: the real build says what is wrong
+        _check_state(skeleton, state, name, spec)
+
+
 def _load_into(module: nn.Module, state: dict[str, torch.Tensor], name: str, spec: ModelSpec) -> None:
+    _check_state(module, state, name, spec)
+    expected = module.state_dict()
+    module.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
+
+
+def _check_state(module: nn.Module, state: dict[str, torch.Tensor], name: str, spec: ModelSpec) -> None:
     expected = module.state_dict()
     missing = [k for k in expected if k not in state]
     extra = [k for k in state if k not in expected]
@@ -100,7 +140,6 @@ def _load_into(module: nn.Module, state: dict[str, torch.Tensor], name: str, spe
                     f"{got[0]} outputs"
                 )
             raise ModelLoadError(f"{name}: tensor {key!r} has shape {got}, architecture expects {tuple(ref.shape)}")
-    module.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
 
 
 def _head_key(module: nn.Module, expected: dict) -> str | None:

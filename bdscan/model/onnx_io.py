@@ -51,7 +51,7 @@ def _read(path: Path):
         external_data_helper.load_external_data_for_model(model, str(base))
         onnx.checker.check_model(model)
     except Exception as exc:
-        raise ModelLoadError(f"{path.name}: invalid ONNX model: {str(exc).splitlines()[0][:200]}") from None
+        raise ModelLoadError(f"{path.name}: invalid ONNX model: {_first_line(exc)}") from None
     return model
 
 
@@ -96,10 +96,14 @@ def _input_shape(model, name: str) -> tuple[int, int, int]:
         raise ModelLoadError(f"{name}: input {inputs[0].name!r} has no fixed channel count (1, 3 or 4)")
     if h <= 0 or w <= 0:
         raise ModelLoadError(f"{name}: input {inputs[0].name!r} has no fixed height and width")
+    from bdscan.model.loader import MAX_INPUT_SIDE
+
+    if h > MAX_INPUT_SIDE or w > MAX_INPUT_SIDE:  # checked before a probe input of that size is allocated
+        raise ModelLoadError(f"{name}: input size {h}x{w} is too large (at most {MAX_INPUT_SIDE} per side)")
     return c, h, w
 
 
-def _convert(model, name: str) -> nn.Module:
+def _convert(model, name: str, opset: int) -> nn.Module:
     from onnx2torch import convert
 
     try:
@@ -108,14 +112,22 @@ def _convert(model, name: str) -> nn.Module:
             module = convert(model)
     except NotImplementedError as exc:
         m = re.search(r"operation_type='([^']+)', version=(\d+)", str(exc))
-        what = f"operator {m.group(1)} (opset {m.group(2)})" if m else str(exc)
-        raise ModelLoadError(
-            f"{name}: cannot convert {what} to torch; dynamo exports (opset 18+) are not supported, {_REEXPORT_HINT}"
-        ) from None
+        what = f"operator {m.group(1)} (opset {m.group(2)})" if m else _first_line(exc)
+        if opset > EXPORT_OPSET:
+            raise ModelLoadError(f"{name}: cannot convert {what} to torch; dynamo exports (opset 18+) are not "
+                                 f"supported, {_REEXPORT_HINT}") from None
+        raise ModelLoadError(f"{name}: cannot convert {what} to torch: onnx2torch does not support it") from None
     except Exception as exc:
-        raise ModelLoadError(f"{name}: cannot convert the graph to torch: {type(exc).__name__}: {exc}") from None
+        raise ModelLoadError(
+            f"{name}: cannot convert the graph to torch: {type(exc).__name__}: {_first_line(exc)}"
+        ) from None
     _buffers_to_parameters(module)
     return module.eval()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def _buffers_to_parameters(module: nn.Module) -> None:
@@ -138,12 +150,14 @@ def load_onnx(path: Path):
     c, h, w = _input_shape(model, path.name)
     props = {p.key: p.value for p in model.metadata_props}
     inline_identity_initializers(model)
-    module = _convert(model, path.name)
+    module = _convert(model, path.name, opset)
     with torch.no_grad():
         try:
             out = module(torch.rand(2, c, h, w))
         except Exception as exc:
-            raise ModelLoadError(f"{path.name}: converted graph fails on a {c}x{h}x{w} input: {exc}") from None
+            raise ModelLoadError(
+                f"{path.name}: converted graph fails on a {c}x{h}x{w} input: {_first_line(exc)}"
+            ) from None
     if out.dim() != 2:
         raise ModelLoadError(f"{path.name}: output has shape {tuple(out.shape)}; expected (batch, classes)")
     mapping = {k: v for k, v in props.items() if k in ("mean", "std", "labels")}
@@ -169,7 +183,7 @@ def export_bytes(module: nn.Module, spec: ModelSpec, metadata: dict[str, str]) -
                 dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
             )
     except Exception as exc:
-        raise ExportError(f"ONNX export failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
+        raise ExportError(f"ONNX export failed: {type(exc).__name__}: {_first_line(exc)}") from None
     model = onnx.load_from_string(buf.getvalue())
     inline_identity_initializers(model)
     for key, value in metadata.items():

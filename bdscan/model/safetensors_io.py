@@ -28,7 +28,9 @@ def read_header(path: Path) -> tuple[dict, dict[str, str], int]:
         raise ModelLoadError(f"{path.name}: not a safetensors file (only {size} bytes)")
     with open(path, "rb") as f:
         (n,) = struct.unpack("<Q", f.read(8))
-        if n == 0 or n > MAX_HEADER or 8 + n > size:
+        if n == 0:
+            raise ModelLoadError(f"{path.name}: corrupt safetensors header (header length 0)")
+        if n > MAX_HEADER or 8 + n > size:
             raise ModelLoadError(f"{path.name}: corrupt safetensors header (header length {n} beyond file size {size})")
         raw = f.read(n)
     try:
@@ -41,6 +43,7 @@ def read_header(path: Path) -> tuple[dict, dict[str, str], int]:
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
         raise ModelLoadError(f"{path.name}: __metadata__ must map names to strings")
     data_len = size - 8 - n
+    _check_not_truncated(path, header, data_len)
     spans = []
     for name, entry in header.items():
         if not isinstance(entry, dict) or {"dtype", "shape", "data_offsets"} - entry.keys():
@@ -67,6 +70,22 @@ def read_header(path: Path) -> tuple[dict, dict[str, str], int]:
     return header, meta, 8 + n
 
 
+def _check_not_truncated(path: Path, header: dict, data_len: int) -> None:
+    """Tensors laid end to end from 0 (as every writer does) but running past the file: a cut-off download."""
+    spans = sorted(
+        tuple(e["data_offsets"]) for e in header.values()
+        if isinstance(e, dict) and isinstance(e.get("data_offsets"), list) and len(e["data_offsets"]) == 2
+        and all(isinstance(o, int) for o in e["data_offsets"])
+    )
+    if not spans or spans[-1][1] <= data_len or spans[0][0] != 0:
+        return
+    if all(s1 == e0 for (_, e0), (s1, _) in zip(spans, spans[1:])):
+        raise ModelLoadError(
+            f"{path.name}: file is truncated: the header needs {spans[-1][1]} bytes of tensor data, "
+            f"the file has {data_len}"
+        )
+
+
 def load_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     header, meta, _ = read_header(path)
     for name, entry in header.items():
@@ -85,5 +104,11 @@ def load_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
 
 
 def dump_state(state: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
+    """safetensors bytes that depend only on the tensors and metadata (a seeded run repeats them exactly)."""
     clean = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
-    return st_save(clean, metadata=metadata)
+    raw = st_save(clean, metadata=metadata)
+    # the writer emits __metadata__ in hash-map order, which changes from process to process: sort the header
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.dumps(json.loads(raw[8:8 + n]), sort_keys=True, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)
+    return struct.pack("<Q", len(header)) + header + raw[8 + n:]

@@ -58,8 +58,7 @@ def clean_report(o: CleanOutcome) -> dict:
         "edit": None,
         "repair": None,
         "detection": detection_dict(o.detection) if o.detection else None,
-        "trigger": {"target": o.trigger.target, "mask_l1": o.trigger.mask_l1, "success": o.trigger.success}
-        if o.trigger else None,
+        "trigger": _trigger(o),
         "timings": {k: round(v, 4) for k, v in o.timings.items()},
         "outputs": [],
     }
@@ -92,3 +91,18 @@ def detection_dict(d) -> dict:
         "mask_l1": {str(k): round(v, 6) for k, v in d.mask_l1.items()},
         "seconds": round(d.seconds, 3),
     }
+
+
+def _trigger(o: CleanOutcome) -> dict | None:
+    """The synthesised trigger (mask, pattern) and a few images carrying the trigger, as base64 PNG."""
+    from bdscan.triggers import png_base64
+
+    if o.trigger is None and o.preview is None:
+        return None
+    doc: dict = {"synthesised": o.trigger is not None}
+    if o.trigger is not None:
+        doc.update(target=o.trigger.target, mask_l1=round(o.trigger.mask_l1, 6), success=round(o.trigger.success, 4),
+                   mask_png=png_base64(o.trigger.mask), pattern_png=png_base64(o.trigger.pattern))
+    if o.preview is not None:
+        doc["examples_png"] = [png_base64(img) for img in o.preview]
+    return doc

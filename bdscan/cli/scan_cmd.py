@@ -1,0 +1,120 @@
+"""``bdscan scan``: the CI gate. Is each model backdoored, toward which class, how sure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from bdscan.cli import render
+from bdscan.cli.app import app
+from bdscan.cli.options import ArchOpt, Device, MeanOpt, StdOpt, parse_floats
+from bdscan.report import OutputFormat
+
+
+def expand_models(paths: list[Path]) -> tuple[list[Path], list[dict]]:
+    """Files as given; folders expanded to the model files inside. Unsupported files become 'skipped'."""
+    from bdscan.model import SUPPORTED_SUFFIXES
+
+    models, skipped = [], []
+    for p in paths:
+        if p.is_dir():
+            found = sorted(q for q in p.rglob("*") if q.suffix.lower() in SUPPORTED_SUFFIXES and q.is_file())
+            if not found:
+                skipped.append({"path": str(p), "reason": "folder holds no .safetensors or .onnx file"})
+            models += found
+        else:
+            models.append(p)
+    return models, skipped
+
+
+@app.command("scan")
+def scan_cmd(
+    models: List[Path] = typer.Argument(..., help="Model files (.safetensors, .onnx) or folders of them.",
+                                        show_default=False),
+    samples: Optional[Path] = typer.Option(None, "--samples", "-s", help="Clean images, DIR/<class>/*.png "
+                                           "(or 'samples' in [tool.bdscan])."),
+    fmt: Optional[OutputFormat] = typer.Option(None, "--format", "-f", help="text, json, sarif or markdown "
+                                               "[default: text]."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the report to this file."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Anomaly score above which a model is "
+                                              "suspected [default: 2.0]."),
+    fail_on_detection: Optional[bool] = typer.Option(None, "--fail-on-detection/--no-fail-on-detection",
+                                                     help="Exit 1 when a model is suspected [default: on]."),
+    save_triggers: Optional[Path] = typer.Option(None, "--save-triggers", help="Folder for the synthesised "
+                                                 "mask and pattern of each suspected model (PNG)."),
+    device: Optional[Device] = typer.Option(None, "--device", help="auto picks CUDA when present."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for the trigger search [default: 0]."),
+    arch: Optional[str] = ArchOpt,
+    mean: Optional[str] = MeanOpt,
+    std: Optional[str] = StdOpt,
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """Scan models for backdoors from clean samples alone.
+
+    Exit 0: every model scanned and none suspected; 1: a backdoor is suspected; 2: a model could not be
+    read; 3: nothing was scanned; 4: usage error.
+    """
+    from bdscan.cli.settings_file import load_defaults
+    from bdscan.errors import BdscanError, ExitCode, UnsupportedModelError, UsageError
+    from bdscan.fileio import atomic_write_text
+    from bdscan.pipeline import scan
+    from bdscan.report import render as render_doc
+    from bdscan.report.scan import model_entry, scan_report
+
+    cfg = load_defaults()
+    fmt = fmt or OutputFormat(cfg.get("format", "text"))
+    if fmt is OutputFormat.html and output is None:
+        raise UsageError("--format html needs --output FILE")
+    samples = samples or (Path(cfg["samples"]) if cfg.get("samples") else None)
+    if samples is None:
+        raise UsageError("missing --samples DIR (or 'samples' in [tool.bdscan])")
+    threshold = threshold if threshold is not None else float(cfg.get("threshold", 2.0))
+    fail = fail_on_detection if fail_on_detection is not None else bool(cfg.get("fail_on_detection", True))
+    device_name = device.value if device else str(cfg.get("device", "auto"))
+    seed = seed if seed is not None else int(cfg.get("seed", 0))
+    arch = arch or cfg.get("arch")
+    files, skipped = expand_models(models)
+    entries, errors = [], []
+    observer = render.RichObserver(quiet=quiet or fmt is not OutputFormat.text)
+    with observer.live():
+        for path in files:
+            observer.message(f"scanning {path}")
+            try:
+                outcome = scan(path, samples, threshold=threshold, device=device_name, seed=seed, arch=arch,
+                               mean=parse_floats(mean, "--mean"), std=parse_floats(std, "--std"), observer=observer)
+            except UnsupportedModelError as exc:
+                skipped.append({"path": str(path), "reason": str(exc)})
+                continue
+            except UsageError:
+                raise
+            except BdscanError as exc:
+                errors.append({"path": str(path), "error": str(exc), "exit_code": int(exc.exit_code)})
+                continue
+            trig = {}
+            if save_triggers is not None and outcome.detection.suspected:
+                from bdscan.triggers import save_trigger_pngs
+
+                trig = save_trigger_pngs(outcome.detection.triggers[outcome.detection.target], save_triggers,
+                                         path.stem)
+            entries.append(model_entry(outcome, trig))
+    doc = scan_report(entries, errors, skipped)
+    text = render_doc(doc, fmt) if fmt is not OutputFormat.text else None
+    if output is not None:
+        atomic_write_text(output, text if text is not None else render_doc(doc, OutputFormat.markdown))
+    if fmt is OutputFormat.text:
+        render.scan_summary(doc)
+    elif output is None:
+        render.out.file.write(text)
+    for e in errors:
+        render.err.print(f"bdscan: error: {e['error']}", markup=False, highlight=False)
+    for s in skipped:
+        render.err.print(f"bdscan: skipped {s['path']}: {s['reason']}", markup=False, highlight=False)
+    if fail and doc["summary"]["suspected"]:
+        raise typer.Exit(ExitCode.FOUND)
+    if errors:
+        raise typer.Exit(ExitCode.RUNTIME)
+    if not entries:
+        raise typer.Exit(ExitCode.NOTHING_SCANNED)
+    raise typer.Exit(ExitCode.OK)

@@ -1,0 +1,63 @@
+"""SARIF 2.1.0 for GitHub code scanning: one result per suspected model (and per model that failed)."""
+
+from __future__ import annotations
+
+SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+RULES = [
+    {
+        "id": "BDSCAN001",
+        "name": "BackdoorSuspected",
+        "shortDescription": {"text": "Image classifier shows signs of a backdoor"},
+        "fullDescription": {"text": "Trigger inversion found an unusually small input perturbation that sends "
+                                    "images of every other class to one target class."},
+        "help": {"text": "Run `bdscan clean MODEL --samples DIR` to remove the backdoor, or do not ship the model."},
+        "defaultConfiguration": {"level": "error"},
+        "properties": {"tags": ["security", "machine-learning", "backdoor"]},
+    },
+    {
+        "id": "BDSCAN002",
+        "name": "ModelNotScanned",
+        "shortDescription": {"text": "Model file could not be scanned"},
+        "fullDescription": {"text": "bdscan could not read or analyse this model file; it was not checked."},
+        "help": {"text": "Fix the file or its metadata; see the error message."},
+        "defaultConfiguration": {"level": "warning"},
+    },
+]
+
+
+def _location(path: str) -> list[dict]:
+    return [{"physicalLocation": {"artifactLocation": {"uri": path.lstrip("./") if path.startswith("./") else path}}}]
+
+
+def render_sarif(doc: dict) -> dict:
+    results = []
+    for m in doc.get("models", []):
+        if not m["suspected"]:
+            continue
+        results.append({
+            "ruleId": "BDSCAN001",
+            "ruleIndex": 0,
+            "level": "error",
+            "message": {"text": f"Backdoor suspected toward class {m['target_class']} ({m.get('target_label')}); "
+                                f"anomaly score {m['score']:.2f} > {m['threshold']:.2f}."},
+            "locations": _location(m["path"]),
+            "partialFingerprints": {"modelSha256": m["sha256"]},
+            "properties": {"targetClass": m["target_class"], "score": m["score"]},
+        })
+    for e in doc.get("errors", []):
+        results.append({
+            "ruleId": "BDSCAN002",
+            "ruleIndex": 1,
+            "level": "warning",
+            "message": {"text": e["error"]},
+            "locations": _location(e["path"]),
+        })
+    return {
+        "$schema": SCHEMA,
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {"name": "bdscan", "version": doc["tool"]["version"],
+                                "rules": RULES}},
+            "results": results,
+        }],
+    }

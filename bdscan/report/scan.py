@@ -1,0 +1,56 @@
+"""The scan report document: summary, models[], errors[], skipped[]."""
+
+from __future__ import annotations
+
+from bdscan.report.build import SCHEMA_VERSION, _now, _tool, detection_dict
+
+
+def model_entry(outcome, trigger_files: dict | None = None) -> dict:
+    d = outcome.detection
+    spec = outcome.loaded.spec
+    return {
+        "path": str(outcome.loaded.path),
+        "sha256": outcome.loaded.sha256,
+        "format": spec.format,
+        "architecture": spec.architecture,
+        "suspected": d.suspected,
+        "target_class": d.target,
+        "target_label": spec.label(d.target) if d.target is not None else None,
+        "score": round(d.score, 4),
+        "threshold": d.threshold,
+        "evidence": detection_dict(d),
+        "samples": outcome.samples,
+        "seconds": round(sum(outcome.timings.values()), 3),
+        "timings": {k: round(v, 4) for k, v in outcome.timings.items()},
+        "trigger_files": trigger_files or {},
+        "labels": list(spec.labels) if spec.labels else None,
+        "trigger": _trigger(d),
+    }
+
+
+def _trigger(d) -> dict | None:
+    """The suspected target's synthesised trigger as base64 PNG, so report.html can show it."""
+    if not d.suspected or d.target not in d.triggers:
+        return None
+    from bdscan.triggers import png_base64
+
+    t = d.triggers[d.target]
+    return {"mask_l1": round(t.mask_l1, 6), "success": round(t.success, 4), "mask_png": png_base64(t.mask),
+            "pattern_png": png_base64(t.pattern * (t.mask > 0.05))}
+
+
+def scan_report(models: list[dict], errors: list[dict], skipped: list[dict]) -> dict:
+    suspected = sum(m["suspected"] for m in models)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "scan",
+        "created": _now(),
+        "tool": _tool(),
+        "summary": {
+            "scanned": len(models), "suspected": suspected, "clean": len(models) - suspected,
+            "errors": len(errors), "skipped": len(skipped),
+        },
+        "models": models,
+        "errors": errors,
+        "skipped": skipped,
+    }

@@ -1,0 +1,45 @@
+from bdscan.report.markdown import code, render_markdown
+from tests.report.sample_docs import make_bare_clean_doc, make_clean_doc, make_scan_doc
+
+
+def test_clean_summary_has_verdict_key_numbers_units_time_and_hashes(clean_doc):
+    md = render_markdown(clean_doc)
+    lines = md.splitlines()
+    assert lines[0] == "## bdscan clean: `examples/models/badnets-cnn.safetensors`"
+    assert lines[2] == "✅ **Backdoor removed**"
+    assert "| attack success rate (n=27 triggered images) | 98.0% | **4.0%** |" in lines
+    assert "| clean accuracy (n=30 held-out images) | 86.0% | 83.0% |" in lines
+    assert "- Units edited: **17** (`features.3` 5, `classifier.1` 12), threshold α=5" in lines
+    assert "- Repair: kept epoch 2 (2 run)" in lines
+    assert any(line.startswith("- Time: **7.5 s** (load 0.5 s, synthesise trigger 3.2 s") for line in lines)
+    assert f"| `out/badnets-cnn.onnx` | onnx | `{'ef' * 32}` |" in lines
+    assert len(lines) < 60
+    assert md.endswith("\n")
+
+
+def test_not_removed_and_no_backdoor_found():
+    assert "❌ **Backdoor NOT removed**" in render_markdown(make_clean_doc("not_removed"))
+    md = render_markdown(make_bare_clean_doc())
+    assert "✅ **No backdoor found**: nothing was changed" in md
+    assert "- Anomaly score 1.20 ≤ threshold 2" in md
+    assert "before | after" not in md and "Units edited" not in md
+
+
+def test_samples_dict_is_summarised(clean_doc):
+    clean_doc["samples"] = {"path": "s", "images": 100, "held_in": 70, "held_out": 30, "classes": list(range(10))}
+    assert ("- Samples: `s` (100 images; 70 used to edit and repair, 30 held out to measure; 10 classes)"
+            in render_markdown(clean_doc).splitlines())
+
+
+def test_scan_summary():
+    md = render_markdown(make_scan_doc())
+    lines = md.splitlines()
+    assert lines[2] == ("❌ **Backdoor suspected**: 2 model(s) scanned, **1 suspected**, 1 clean, 1 error(s), "
+                        "1 skipped.")
+    assert "| `examples/models/badnets-cnn.safetensors` | ❌ suspected | 0 (T-shirt/top) | 3.40 / 2 | 4.2 s |" in lines
+    assert "- ⚠️ `broken.onnx`: cannot parse broken.onnx" in lines
+    assert "- skipped `weights.pt`: pickle files are not loaded" in lines
+
+
+def test_paths_cannot_break_a_table_row():
+    assert code("a|b`c") == "`a\\|b'c`"
