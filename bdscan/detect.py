@@ -3,7 +3,8 @@
 Neural-Cleanse style inversion, batched over all candidate classes at once: for each class k a mask m_k
 and a pattern p_k such that (1 - m_k) x + m_k p_k sends images of other classes to k with a small mask.
 The target of a backdoor needs an unusually small mask: a MAD anomaly index over the mask sizes finds it.
-A second, data-free signal (maximum attainable logit margin per class, MM-BD) is combined into one score.
+A second, data-free signal (maximum attainable logit margin per class, MM-BD) is computed and reported as
+evidence; it raised false alarms on clean models in our measurements, so the verdict rests on the mask sizes.
 """
 
 from __future__ import annotations
@@ -32,14 +33,17 @@ class Trigger:
         return (1 - m) * x + m * self.pattern.to(x.device)
 
 
+LOG_SPREAD_FLOOR = 0.6
+
+
 @dataclass(frozen=True)
 class InversionSettings:
-    steps: int = 300
+    steps: int = 200
     batch: int = 16
     lr: float = 0.1
     init_lambda: float = 0.05
     success_bar: float = 0.95
-    patience: int = 60
+    patience: int = 40
     check_every: int = 10
 
 
@@ -121,11 +125,15 @@ def invert_triggers(
     return out
 
 
-def mad_anomaly(values: torch.Tensor, small_side: bool = True) -> torch.Tensor:
-    """Anomaly index per entry: distance from the median in units of 1.4826 * MAD (one-sided)."""
+def mad_anomaly(values: torch.Tensor, small_side: bool = True, min_spread: float = 0.0) -> torch.Tensor:
+    """Anomaly index per entry: distance from the median in units of 1.4826 * MAD (one-sided).
+
+    ``min_spread`` floors the spread: with ten classes whose masks happen to be alike, a tiny MAD would turn
+    an ordinary small class into an outlier.
+    """
     med = values.median()
     mad = (values - med).abs().median() * 1.4826
-    mad = torch.clamp(mad, min=1e-6 + 1e-3 * med.abs())
+    mad = torch.clamp(mad, min=max(min_spread, 1e-6 + 1e-3 * float(med.abs())))
     dev = (med - values) if small_side else (values - med)
     return dev / mad
 
@@ -142,7 +150,7 @@ def _margins(model: nn.Module, x: torch.Tensor, classes: list[int]) -> torch.Ten
 
 
 def max_margins(
-    model: nn.Module, shape: tuple[int, int, int], classes: list[int], *, steps: int = 150, restarts: int = 4,
+    model: nn.Module, shape: tuple[int, int, int], classes: list[int], *, steps: int = 100, restarts: int = 4,
     seed: int = 0,
 ) -> torch.Tensor:
     """MM-BD statistic: per class, the largest logit margin reachable over inputs in [0,1] (data-free)."""
@@ -198,11 +206,12 @@ def detect(
     classes = list(range(num_classes))
     triggers = invert_triggers(model, x, y, classes, settings=settings, seed=seed, observer=observer)
     l1 = torch.tensor([triggers[k].mask_l1 for k in classes])
-    nc = mad_anomaly(torch.log(l1.clamp(min=1e-6)))
+    # mask sizes spread multiplicatively: compare them in log space, spread floored at a factor of e^0.6
+    nc = mad_anomaly(torch.log(l1.clamp(min=1e-6)), min_spread=LOG_SPREAD_FLOOR)
     margins = max_margins(model, tuple(x.shape[1:]), classes, seed=seed)
     mm = mad_anomaly(margins, small_side=False)
-    # a backdoor target must show a small trigger; the margin signal only sharpens that evidence
-    combined = nc + 0.5 * torch.clamp(mm, min=0) * (nc > 1).float()
+    # the margin statistic flagged clean models in our measurements: it is reported as evidence, not scored
+    combined = nc
     k = int(torch.argmax(combined))
     score = float(combined[k])
     suspected = score > threshold

@@ -12,13 +12,13 @@ from bdscan.model import Normalized, load_model, provenance, write_model
 
 
 def export_model(path: Path, fmt: str, out: Path, arch: str | None = None, samples: Path | None = None) -> dict:
-    loaded = load_model(path, arch)
     if out.resolve() == path.resolve():
         raise OutputError(f"--out {out} is the input file; choose another path")
     if out.is_dir():
         raise OutputError(f"--out {out} is a folder; give a file path")
     if not out.parent.exists():
         raise OutputError(f"folder {out.parent} does not exist")
+    loaded = load_model(path, arch)
     wrapper = Normalized(loaded.module, loaded.spec)
     if samples is not None:
         x = load_samples(samples, loaded.spec, min_per_class=1).x[:64]

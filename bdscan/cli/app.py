@@ -46,7 +46,10 @@ def run_guarded(fn) -> int:
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.showwarning = _one_line_warnings(warnings.showwarning)
             rv = fn()
-        return rv if isinstance(rv, int) else ExitCode.OK
+        code = rv if isinstance(rv, int) else ExitCode.OK
+        if code == ExitCode.INTERRUPTED:  # typer turns Ctrl-C into Exit(130) and returns it when not standalone
+            print("bdscan: interrupted", file=sys.stderr)
+        return code
     except ExitTypes as exc:
         if exc.exit_code == ExitCode.INTERRUPTED:
             print("bdscan: interrupted", file=sys.stderr)

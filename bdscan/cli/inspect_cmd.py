@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from bdscan.cli import render
@@ -37,7 +38,7 @@ def inspect_cmd(
         else:
             table = Table("architecture", "source")
             for row in rows:
-                table.add_row(row["name"], row["source"])
+                table.add_row(escape(row["name"]), escape(row["source"]))
             render.out.print(table)
         return
     if model is None:
@@ -47,14 +48,14 @@ def inspect_cmd(
         render.print_json(info)
         return
     spec = info["spec"]
-    render.out.print(f"[bold]{info['path']}[/]  ({spec['format']}, sha256 {info['sha256'][:16]}…)")
-    render.out.print(f"architecture  {spec['architecture']}")
+    render.out.print(f"[bold]{escape(info['path'])}[/]  ({spec['format']}, sha256 {info['sha256'][:16]}…)")
+    render.out.print(f"architecture  {escape(spec['architecture'])}")
     render.out.print(f"input         {'x'.join(str(v) for v in spec['input_shape'])} (C,H,W)"
                      + (f", mean {spec['mean']}, std {spec['std']}" if spec["mean"] else ""))
     labels = spec["labels"] or [str(i) for i in range(spec["num_classes"])]
-    render.out.print(f"classes       {spec['num_classes']}: {', '.join(labels)}")
+    render.out.print(f"classes       {spec['num_classes']}: {escape(', '.join(labels))}")
     render.out.print(f"parameters    {info['parameters']:,}")
     table = Table("layer", "type", "parameters", title="layers")
     for layer in info["layers"]:
-        table.add_row(layer["name"], layer["type"], f"{layer['parameters']:,}")
+        table.add_row(escape(layer["name"]), layer["type"], f"{layer['parameters']:,}")
     render.out.print(table)

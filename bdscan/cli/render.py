@@ -7,6 +7,7 @@ import sys
 from contextlib import contextmanager
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 # results on stdout, everything else on stderr; Rich handles TTY detection and NO_COLOR
@@ -80,8 +81,8 @@ def clean_summary(doc: dict) -> None:
              "no_backdoor_found": "No backdoor found: nothing written"}[verdict]
     lines = [f"[{style}]{title}[/]"]
     if doc.get("target_class") is not None:
-        lines.append(f"target class {doc['target_class']} ({doc.get('target_label')}), via {doc['mode']}")
-    out.print(Panel("\n".join(lines), title=f"bdscan clean: {doc['model']['path']}", expand=False))
+        lines.append(f"target class {doc['target_class']} ({escape(str(doc.get('target_label')))}), via {doc['mode']}")
+    out.print(Panel("\n".join(lines), title=f"bdscan clean: {escape(doc['model']['path'])}", expand=False))
     b, a = doc.get("before"), doc.get("after")
     if b and a:
         t = Table("measure", "before", "after")
@@ -91,14 +92,14 @@ def clean_summary(doc: dict) -> None:
         out.print(t)
     e = doc.get("edit")
     if e:
-        out.print(f"edited {e['total_units']} units: " + ", ".join(f"{k} {v}" for k, v in e["units_per_layer"].items() if v))
+        out.print(f"edited {e['total_units']} units: " + escape(", ".join(f"{k} {v}" for k, v in e["units_per_layer"].items() if v)))
     r = doc.get("repair")
     if r:
         out.print("repair: " + (f"kept epoch {r['best_epoch']}" if r["used"] else "no epoch beat the edit alone; kept the edit"))
     if doc.get("timings"):
         out.print("time: " + ", ".join(f"{k} {v:.2f}s" for k, v in doc["timings"].items()))
     for o in doc.get("outputs", []):
-        out.print(f"wrote {o['path']}")
+        out.print(f"wrote {escape(o['path'])}")
 
 
 def scan_summary(doc: dict) -> None:
@@ -109,7 +110,7 @@ def scan_summary(doc: dict) -> None:
         t = Table("model", "verdict", "target", "score", "time")
         for m in doc["models"]:
             verdict = "[bold red]SUSPECTED[/]" if m["suspected"] else "[green]clean[/]"
-            tgt = "" if m["target_class"] is None else f"{m['target_class']} ({m['target_label']})"
-            t.add_row(m["path"], verdict, tgt, f"{m['score']:.2f}", f"{m['seconds']:.1f}s")
+            tgt = "" if m["target_class"] is None else f"{m['target_class']} ({escape(str(m['target_label']))})"
+            t.add_row(escape(m["path"]), verdict, tgt, f"{m['score']:.2f}", f"{m['seconds']:.1f}s")
         out.print(t)
     out.print(f"{s['scanned']} scanned, {s['suspected']} suspected, {s['errors']} error(s), {s['skipped']} skipped")

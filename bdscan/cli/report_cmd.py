@@ -16,6 +16,10 @@ from bdscan.cli.app import app
 class ReportFormat(str, enum.Enum):
     html = "html"
     md = "md"
+    sarif = "sarif"
+
+
+_TO_OUTPUT = {"html": "html", "md": "markdown", "sarif": "sarif"}
 
 
 def load_report(path: Path) -> dict:
@@ -43,7 +47,9 @@ def render_saved(doc: dict, fmt: ReportFormat, path: Path) -> str:
     from bdscan.report import OutputFormat, render
 
     try:
-        return render(doc, OutputFormat.html if fmt is ReportFormat.html else OutputFormat.markdown)
+        if fmt is ReportFormat.sarif and doc.get("kind") != "scan":
+            raise ReportError(f"{path}: SARIF is written for scan reports only")
+        return render(doc, OutputFormat(_TO_OUTPUT[fmt.value]))
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:  # a hand-edited or truncated file
         raise ReportError(f"{path} is missing or has malformed report fields ({type(exc).__name__}: {exc})") from None
 
@@ -52,11 +58,11 @@ def render_saved(doc: dict, fmt: ReportFormat, path: Path) -> str:
 def report_cmd(
     report: Path = typer.Argument(..., help="A report.json written by 'bdscan clean' or 'bdscan scan --format json'.",
                                   show_default=False),
-    fmt: Optional[ReportFormat] = typer.Option(None, "--format", "-f", help="html or md (default: html when "
-                                               "--output ends in .html, else md)."),
+    fmt: Optional[ReportFormat] = typer.Option(None, "--format", "-f", help="html, md or sarif (scan reports; "
+                                               "default: html when --output ends in .html, else md)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout."),
 ) -> None:
-    """Re-render a saved report as a self-contained HTML page or a Markdown job summary."""
+    """Re-render a saved report as a self-contained HTML page, a Markdown job summary or SARIF."""
     from bdscan.fileio import atomic_write_text
 
     if fmt is None:

@@ -105,6 +105,11 @@ class Attack:
         out = out.clamp(0.0, 1.0)
         return out.squeeze(0) if squeeze else out
 
+    def apply_train(self, x: Tensor) -> Tensor:
+        """The trigger as stamped on training images by :meth:`poison` (the same as :meth:`apply`
+        except for attacks whose paper uses a different strength at training time, e.g. SIG)."""
+        return self.apply(x)
+
     # -- poisoning ---------------------------------------------------------------------------
     def _generator(self, generator: torch.Generator | None) -> torch.Generator:
         return generator if generator is not None else torch.Generator().manual_seed(self.seed + 1)
@@ -139,7 +144,7 @@ class Attack:
         idx = self._pick(candidates, n, g)
         xp, yp = xb.clone(), y.clone()
         if n:
-            xp[idx] = self.apply(xb[idx])
+            xp[idx] = self.apply_train(xb[idx])
             yp[idx] = self.target
         return xp, yp, idx
 
@@ -305,27 +310,51 @@ class SIG(Attack):
 
     ``x'[i, j] = x[i, j] + delta * sin(2 pi j f / W)`` on every row and channel, clipped to [0, 1].
     Only images of the target class are poisoned and their labels are left alone (clean label).
+
+    As in the paper, the signal's strength may differ between training and test time: ``delta``
+    (default 20/255, the paper's value) is used to poison training images (:meth:`apply_train`,
+    :meth:`poison`), ``delta_test`` (default ``DEFAULT_DELTA_TEST``) by :meth:`apply`, i.e. when the
+    backdoor is triggered.  Pass ``delta_test=None`` to use ``delta`` for both.
     """
 
     name = "sig"
     clean_label = True
+    #: test-time strength giving >= 90 % ASR on Fashion-MNIST (small CNN, 3 epochs, half the target class poisoned)
+    DEFAULT_DELTA_TEST: ClassVar[float] = 0.0
 
-    def __init__(self, target=0, seed=0, shape=(1, 28, 28), delta: float = 20 / 255, f: float = 6):
+    def __init__(self, target=0, seed=0, shape=(1, 28, 28), delta: float = 20 / 255, f: float = 6,
+                 delta_test: float | None | str = "default"):
         super().__init__(target, seed, shape)
         self.delta, self.f = float(delta), float(f)
+        if isinstance(delta_test, str):
+            if delta_test != "default":
+                raise ValueError(f"delta_test must be a number, None or 'default', not {delta_test!r}")
+            delta_test = self.DEFAULT_DELTA_TEST
+        self.delta_test = float(delta_test) if delta_test is not None else self.delta
 
     def _build(self, c, h, w, g):
         j = torch.arange(w, dtype=torch.float64)
-        row = self.delta * torch.sin(2 * math.pi * j * self.f / w)
-        return {"signal": row.float().view(1, 1, w).expand(1, h, w).clone()}
+        wave = torch.sin(2 * math.pi * j * self.f / w).float().view(1, 1, w).expand(1, h, w)
+        return {"signal": self.delta_test * wave, "signal_train": self.delta * wave}
 
     def _stamp(self, x, trig):
         return x + trig["signal"]
+
+    def apply_train(self, x: Tensor) -> Tensor:
+        """Add the training-strength signal (``delta``): what :meth:`poison` does to target-class images."""
+        xb, squeeze = _as_batch(x)
+        _, c, h, w = xb.shape
+        sig = self.trigger(c, h, w)["signal_train"].to(device=xb.device, dtype=xb.dtype)
+        out = (xb + sig).clamp(0.0, 1.0)
+        return out.squeeze(0) if squeeze else out
 
     def poison(self, x, y, rate=0.1, generator=None):
         """Add the signal to ``round(rate * N)`` images *of the target class*; labels are unchanged.
 
         When the target class has fewer images than that, all of them are poisoned (with a warning).
+        Note that on a balanced 10-class set ``rate=0.1`` poisons the whole target class, which lets
+        the model use the signal as *the* cue for the class and costs clean accuracy on it; the
+        paper poisons a fraction of the target class (``rate=0.05`` is half of it).
         """
         xb, _ = _as_batch(x)
         y = torch.as_tensor(y).long()
@@ -340,11 +369,11 @@ class SIG(Attack):
         idx = self._pick(candidates, n, g)
         xp = xb.clone()
         if n:
-            xp[idx] = self.apply(xb[idx])
+            xp[idx] = self.apply_train(xb[idx])
         return xp, y.clone(), idx
 
     def config(self):
-        return {**super().config(), "delta": self.delta, "f": self.f}
+        return {**super().config(), "delta": self.delta, "f": self.f, "delta_test": self.delta_test}
 
 
 class Trojan(Attack):

@@ -1,0 +1,139 @@
+"""bdscan scan: verdicts on the bundled models, exit codes, SARIF, settings files, the pre-commit hook."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+from typer.testing import CliRunner
+
+from bdscan.cli.app import app
+from bdscan.errors import ExitCode
+from tests.conftest import EXAMPLES, ROOT, make_model_file, write_samples
+
+runner = CliRunner()
+BAD = EXAMPLES / "models" / "badnets-cnn.safetensors"
+CLEAN = EXAMPLES / "models" / "clean-cnn.safetensors"
+SAMPLES = EXAMPLES / "samples"
+SCHEMA = json.loads((ROOT / "tests" / "assets" / "sarif-2.1.0.schema.json").read_text())
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def scan_doc(tmp_path_factory):
+    """One real scan of the bundled backdoored and clean models (the slow part, shared)."""
+    out = tmp_path_factory.mktemp("scan") / "scan.json"
+    r = invoke("scan", BAD, CLEAN, "--samples", SAMPLES, "--format", "json", "-o", out, "--quiet")
+    return r, json.loads(out.read_text())
+
+
+@pytest.mark.slow
+def test_verdicts_on_bundled_models(scan_doc):
+    r, doc = scan_doc
+    assert r.exit_code == ExitCode.FOUND, r.output
+    by_name = {Path(m["path"]).name: m for m in doc["models"]}
+    bad, clean = by_name["badnets-cnn.safetensors"], by_name["clean-cnn.safetensors"]
+    assert bad["suspected"] and bad["target_class"] == 0 and bad["score"] > bad["threshold"]
+    assert not clean["suspected"] and clean["target_class"] is None and clean["score"] <= clean["threshold"]
+    assert doc["summary"] == {"scanned": 2, "suspected": 1, "clean": 1, "errors": 0, "skipped": 0}
+    assert set(doc) >= {"summary", "models", "errors", "skipped"}
+
+
+@pytest.mark.slow
+def test_sarif_validates_against_schema(scan_doc, tmp_path):
+    _, doc = scan_doc
+    (tmp_path / "scan.json").write_text(json.dumps(doc))
+    r = invoke("report", tmp_path / "scan.json", "--format", "sarif", "-o", tmp_path / "scan.sarif")
+    assert r.exit_code == 0, r.output
+    sarif = json.loads((tmp_path / "scan.sarif").read_text())
+    jsonschema.validate(sarif, SCHEMA)
+    results = sarif["runs"][0]["results"]
+    assert [res["ruleId"] for res in results] == ["BDSCAN001"]
+    assert results[0]["level"] == "error"
+    assert results[0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"].endswith("badnets-cnn.safetensors")
+
+
+def test_sarif_of_errors_validates(tmp_path):
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}......")
+    write_samples(tmp_path / "s", classes=3)
+    r = invoke("scan", broken, "--samples", tmp_path / "s", "--format", "sarif", "--quiet")
+    assert r.exit_code == ExitCode.RUNTIME, r.output
+    sarif = json.loads(r.stdout)
+    jsonschema.validate(sarif, SCHEMA)
+    assert [res["ruleId"] for res in sarif["runs"][0]["results"]] == ["BDSCAN002"]
+
+
+def test_nothing_scanned_is_never_clean(tmp_path):
+    pt = tmp_path / "model.pt"
+    pt.write_bytes(b"\x80\x04K\x01.")
+    write_samples(tmp_path / "s", classes=3)
+    r = invoke("scan", pt, "--samples", tmp_path / "s", "--format", "json", "--quiet")
+    assert r.exit_code == ExitCode.NOTHING_SCANNED, r.output
+    doc = json.loads(r.stdout)
+    assert doc["summary"]["scanned"] == 0 and doc["skipped"][0]["path"] == str(pt)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = invoke("scan", empty, "--samples", tmp_path / "s", "--quiet")
+    assert r.exit_code == ExitCode.NOTHING_SCANNED, r.output
+
+
+def test_usage_errors(tmp_path, cnn_file):
+    r = invoke("scan", cnn_file[0])
+    assert r.exit_code == ExitCode.USAGE and "--samples" in r.output
+    r = invoke("scan", "--samples", tmp_path)
+    assert r.exit_code == ExitCode.USAGE
+    r = invoke("scan", cnn_file[0], "--samples", tmp_path, "--format", "pdf")
+    assert r.exit_code == ExitCode.USAGE
+
+
+def test_settings_file_gives_defaults_and_flags_win(tmp_path, monkeypatch):
+    path, _, _ = make_model_file(tmp_path, "bdscan.small_cnn", classes=3)
+    write_samples(tmp_path / "s", classes=3)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pyproject.toml").write_text('[tool.bdscan]\nsamples = "s"\nformat = "json"\nthreshold = 1e9\n')
+    r = invoke("scan", path.name, "--quiet")
+    assert r.exit_code == ExitCode.OK, r.output
+    doc = json.loads(r.stdout)
+    assert doc["models"][0]["threshold"] == 1e9
+    r = invoke("scan", path.name, "--quiet", "--format", "markdown", "--threshold", "-1e9")
+    assert r.exit_code == ExitCode.FOUND, r.output
+    assert r.stdout.startswith("## bdscan scan")
+    (tmp_path / ".bdscan.toml").write_text('bogus = 1\n')
+    r = invoke("scan", path.name)
+    assert r.exit_code == ExitCode.USAGE and "unknown setting 'bogus'" in r.output
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+def test_pre_commit_hook_runs_for_real(tmp_path):
+    """pre-commit try-repo with this repository's hook on a git repo holding a model file."""
+    pre_commit = Path(sys.executable).parent / "pre-commit"
+    if not pre_commit.exists():
+        pytest.skip("pre-commit is not installed (pip install '.[test]')")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    path, _, _ = make_model_file(repo, "bdscan.small_cnn", classes=3, name="net")
+    write_samples(repo / "samples", classes=3)
+    (repo / "pyproject.toml").write_text('[tool.bdscan]\nsamples = "samples"\nthreshold = 1e9\n')
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path),
+           "PRE_COMMIT_HOME": str(tmp_path / "pc"), "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    for cmd in (["git", "init", "-q"], ["git", "add", "."]):
+        subprocess.run(cmd, cwd=repo, check=True, env=env)
+    run = subprocess.run([str(pre_commit), "try-repo", str(ROOT), "bdscan-scan-system", "--all-files"],
+                         cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "bdscan scan" in run.stdout and "Passed" in run.stdout
+    # a model the gate must stop: a threshold no model passes
+    (repo / "pyproject.toml").write_text('[tool.bdscan]\nsamples = "samples"\nthreshold = -1e9\n')
+    run = subprocess.run([str(pre_commit), "try-repo", str(ROOT), "bdscan-scan-system", "--all-files"],
+                         cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "Failed" in run.stdout

@@ -1,0 +1,54 @@
+"""The whole `bdscan clean` command on the bundled BadNets example, measured on held-back test images."""
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from bdscan.cli.app import app
+from bdscan.fileio import sha256_file
+from bdscan.lab.train import evaluate
+from bdscan.lab.zoo import load_attack, load_npz
+from bdscan.model import Normalized, load_model
+from bdscan.model.onnx_io import parity
+from tests.conftest import EXAMPLES
+
+MODEL = EXAMPLES / "models" / "badnets-cnn.safetensors"
+SAMPLES = EXAMPLES / "samples"
+
+
+@pytest.mark.slow
+def test_clean_removes_bundled_backdoor(tmp_path):
+    before_sha = sha256_file(MODEL)
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["clean", str(MODEL), "--samples", str(SAMPLES), "--target-class", "0",
+                                 "--out", str(out), "--format", "json", "--seed", "0"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["verdict"] == "removed"
+    assert sha256_file(MODEL) == before_sha, "the input must never change"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "badnets-cnn.onnx", "badnets-cnn.safetensors", "report.html", "report.json", "report.md"]
+    assert json.loads((out / "report.json").read_text())["verdict"] == "removed"
+
+    original = load_model(MODEL)
+    cleaned = load_model(out / "badnets-cnn.safetensors")
+    assert cleaned.metadata["source_sha256"] == before_sha and cleaned.metadata["bdscan_cleaned"] == "true"
+    attack = load_attack(MODEL, original.spec)
+    x, y = load_npz(EXAMPLES / "holdout.npz")
+    ref = evaluate(Normalized(original.module, original.spec), x, y, attack)
+    res = evaluate(Normalized(cleaned.module, cleaned.spec), x, y, attack)
+    assert ref["asr"] > 0.9, "the example must be backdoored to begin with"
+    assert res["asr"] <= 0.02, f"attack success after cleaning {res['asr']:.2%}"
+    assert res["ca"] >= ref["ca"] - 0.01, f"clean accuracy {ref['ca']:.2%} -> {res['ca']:.2%}"
+
+    # the ONNX export is the same model
+    onnx_model = load_model(out / "badnets-cnn.onnx")
+    with torch.no_grad():
+        diff = (onnx_model.module(x[:64]) - cleaned.module(x[:64])).abs().max().item()
+    assert diff <= 1e-4
+    data = (out / "badnets-cnn.onnx").read_bytes()
+    assert parity(cleaned.module, data, x[:64])[0] <= 1e-4
+    onnx_out = [o for o in doc["outputs"] if o["format"] == "onnx"][0]
+    assert onnx_out["onnx_max_abs_diff"] <= 1e-4
