@@ -118,7 +118,8 @@ def _warn(msg: str) -> None:
 
 def _entry_points(group: str) -> list[tuple[importlib.metadata.EntryPoint, str]]:
     """Entry points with their distribution's name, read from metadata only (nothing is imported)."""
-    return [(ep, ep.dist.name if ep.dist is not None else ep.module) for ep in importlib.metadata.entry_points(group=group)]
+    eps = importlib.metadata.entry_points(group=group)
+    return [(ep, ep.dist.name if ep.dist is not None else ep.module) for ep in eps]
 
 
 def _build_table() -> _Table:
@@ -167,7 +168,7 @@ def families() -> dict[str, FamilyInfo]:
 
 def list_architectures() -> list[dict]:
     """Rows for ``inspect --list-architectures``: each plugin is imported so a broken one warns and is left out."""
-    broken: set[tuple[str, str]] = set()
+    said: set[str] = set()
 
     def loads(lazy) -> bool:
         if not isinstance(lazy, _Lazy):
@@ -176,8 +177,8 @@ def list_architectures() -> list[dict]:
             lazy.load()
             return True
         except ArchitectureError as exc:
-            if (lazy.dist, lazy.ep.module) not in broken:  # one warning per module, not per entry in it
-                broken.add((lazy.dist, lazy.ep.module))
+            if str(exc) not in said:  # a module that fails to import: one warning, not one per entry in it
+                said.add(str(exc))
                 _warn(f"{exc}; its architectures are left out")
             return False
 

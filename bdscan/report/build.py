@@ -70,10 +70,12 @@ def clean_report(o: CleanOutcome) -> dict:
             "rounds": o.edit.rounds,
             "ratio_histograms": {name: _hist(r) for name, r in o.edit.ratios.items()},
             "threshold_alpha": o.edit.alpha_first,
+            "remap": o.edit.remap,
         }
     elif o.edit is not None:
         doc["edit"] = {"units_per_layer": {}, "total_units": 0, "rounds": o.edit.rounds,
-                       "ratio_histograms": {n: _hist(r) for n, r in o.edit.ratios.items()}, "threshold_alpha": None}
+                       "ratio_histograms": {n: _hist(r) for n, r in o.edit.ratios.items()}, "threshold_alpha": None,
+                       "remap": o.edit.remap}
     if o.repair is not None:
         doc["repair"] = {"used": o.repair.used_repair, "best_epoch": o.repair.best_epoch,
                          "history": list(o.repair.history)}

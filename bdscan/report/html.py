@@ -158,9 +158,18 @@ def _edit_section(edit: dict | None) -> list[str]:
         out.append(_chart(plots.units_per_layer(units), "chart-units", "Units dampened in each layer."))
     rounds = edit.get("rounds") or []
     if rounds:
-        out.append(_table(["round", "α", "λ", "units", "held-in accuracy", "held-in attack success"], [
+        out.append(_table(["round", "α", "λ", "units", "agreement with original", "held-in attack success"], [
             [str(r.get("round")), f"{r.get('alpha'):g}", f"{r.get('lambda'):g}", str(r.get("units")),
-             pct(r.get("held_in_accuracy")), pct(r.get("held_in_asr"))] for r in rounds], num=True))
+             pct(r.get("fidelity")), pct(r.get("held_in_asr"))] for r in rounds], num=True))
+    remap = edit.get("remap") or {}
+    chosen = remap.get("chosen")
+    if chosen:
+        out.append(f"<p>Layer remap: <code>{e(str(chosen.get('layer')))}</code> rewritten in closed form (ridge "
+                   f"{chosen.get('ridge'):g}, weights changed by {100 * chosen.get('relative_change', 0):.0f}% of "
+                   f"their norm); agreement with the original on augmented clean images "
+                   f"{pct(chosen.get('fidelity'))}, held-out attack success {pct(chosen.get('val_asr'))}.</p>")
+    elif remap:
+        out.append("<p>Layer remap: no candidate beat the unit edit alone; none applied.</p>")
     return out
 
 

@@ -84,6 +84,9 @@ def _clean_md(doc: dict) -> str:
         alpha = e.get("threshold_alpha")
         facts.append(f"Units edited: **{e.get('total_units', 0)}**" + (f" ({layers})" if layers else "")
                      + (f", threshold α={alpha:g}" if alpha else ""))
+    chosen = ((e or {}).get("remap") or {}).get("chosen")
+    if chosen:
+        facts.append(f"Layer remap: {code(chosen['layer'])} (ridge {chosen['ridge']:g})")
     r = doc.get("repair")
     if r:
         facts.append("Repair: " + (f"kept epoch {r.get('best_epoch')} ({len(r.get('history') or []) - 1} run)"

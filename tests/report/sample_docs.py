@@ -46,7 +46,7 @@ def make_clean_doc(verdict: str = "removed") -> dict:
         "after": {"accuracy": 0.83 if verdict == "removed" else 0.85, "per_class_accuracy": per_after,
                   "attack_success_rate": 0.04 if verdict == "removed" else 0.7, "n_clean": 30, "n_forget": 27},
         "edit": {"units_per_layer": {"features.3": 5, "classifier.1": 12}, "total_units": 17,
-                 "rounds": [{"round": 1, "alpha": 5.0, "lambda": 0.0, "units": 17, "held_in_accuracy": 0.8,
+                 "rounds": [{"round": 1, "alpha": 5.0, "lambda": 0.0, "units": 17, "fidelity": 0.8,
                              "held_in_asr": 0.05}],
                  "ratio_histograms": {"features.3": _hist(1), "classifier.1": _hist(2)}, "threshold_alpha": 5.0},
         "repair": {"used": True, "best_epoch": 2, "history": [

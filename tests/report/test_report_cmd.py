@@ -68,5 +68,10 @@ def test_unreadable_reports_are_one_line_runtime_errors(tmp_path, clean_doc):
 
 
 def test_bad_format_is_a_usage_error(tmp_path, clean_doc):
-    r = invoke("report", saved(tmp_path, clean_doc), "--format", "sarif")
+    r = invoke("report", saved(tmp_path, clean_doc), "--format", "pdf")
     assert r.exit_code == ExitCode.USAGE, r.output
+
+
+def test_sarif_only_for_scan_reports(tmp_path, clean_doc):
+    r = invoke("report", saved(tmp_path, clean_doc), "--format", "sarif")
+    assert r.exit_code == ExitCode.RUNTIME and "scan reports only" in r.output
