@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bdscan.devices import autocast
 from bdscan.observer import NULL_OBSERVER, Observer
 
 
@@ -82,7 +83,8 @@ def invert_triggers(
             m = torch.sigmoid(mask_p)
             p = torch.sigmoid(pat_p)
             xs = (1 - m[:, None]) * xb[None] + m[:, None] * p[:, None]  # K,B,C,H,W
-            logits = model(xs.reshape(-1, c, h, w)).reshape(k_n, settings.batch, -1)
+            with autocast(device):
+                logits = model(xs.reshape(-1, c, h, w)).float().reshape(k_n, settings.batch, -1)
             weight = (yb[None] != target[:, None]).float()  # images of the class itself do not count
             ce = F.cross_entropy(logits.transpose(1, 2), target[:, None].expand(-1, settings.batch), reduction="none")
             ce = (ce * weight).sum(1) / weight.sum(1).clamp(min=1)

@@ -1,10 +1,16 @@
-"""Device selection: auto picks CUDA when present; asking for CUDA without it is an error."""
+"""Device selection and the GPU conveniences: bf16 autocast, channels_last, out-of-memory back-off."""
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+from typing import Callable, TypeVar
+
 import torch
+from torch import nn
 
 from bdscan.errors import DeviceError, UsageError
+
+T = TypeVar("T")
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -14,6 +20,8 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "cpu":
         return torch.device("cpu")
     if name == "cuda" or name.startswith("cuda:"):
+        if name.startswith("cuda:") and not name[5:].isdigit():
+            raise UsageError(f"--device {name!r}: expected cuda:N with N a number")
         if not torch.cuda.is_available():
             raise DeviceError(f"--device {name}: no CUDA device is available (use --device cpu or auto)")
         dev = torch.device(name)
@@ -21,3 +29,46 @@ def resolve_device(name: str = "auto") -> torch.device:
             raise DeviceError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) present")
         return dev
     raise UsageError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N")
+
+
+def autocast(device: torch.device):
+    """bf16 autocast where the card supports it; a no-op on the CPU (CPU runs stay exactly repeatable)."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def prepare(model: nn.Module, device: torch.device) -> nn.Module:
+    """Move a model to ``device``; channels_last memory layout on CUDA (faster convolutions)."""
+    model = model.to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Pinned host memory and a non-blocking copy for CUDA; a plain move otherwise."""
+    if device.type == "cuda" and x.device.type == "cpu":
+        return x.pin_memory().to(device, non_blocking=True)
+    return x.to(device)
+
+
+def is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def with_backoff(fn: Callable[[int], T], batch: int, *, minimum: int = 1, say: Callable[[str], None] | None = None) -> T:
+    """Run ``fn(batch)``; on out-of-memory halve the batch and retry, down to ``minimum``."""
+    while True:
+        try:
+            return fn(batch)
+        except (RuntimeError, torch.cuda.OutOfMemoryError) as exc:
+            if not is_oom(exc) or batch <= minimum:
+                if is_oom(exc):
+                    raise DeviceError(f"out of GPU memory even at batch size {batch}; try --device cpu") from None
+                raise
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            batch = max(minimum, batch // 2)
+            if say is not None:
+                say(f"out of GPU memory; retrying with batch size {batch}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -13,7 +13,7 @@ from torch import nn
 from bdscan import edit as editing
 from bdscan.data import Samples, load_samples
 from bdscan.detect import Detection, Trigger, detect, invert_triggers
-from bdscan.devices import resolve_device
+from bdscan.devices import prepare, resolve_device, with_backoff
 from bdscan.errors import DataError, UsageError
 from bdscan.evaluate import Evaluation, accuracy, attack_success, evaluate
 from bdscan.model import LoadedModel, Normalized, load_model
@@ -118,16 +118,21 @@ def forget_set(
     mode = "target"
     if t is None:
         with timer.stage("detect", observer):
-            detection = detect(wrapper, held_in.x, held_in.y, spec_classes, threshold=settings.detect_threshold,
-                                settings=settings.inversion, seed=settings.seed, observer=observer)
+            detection = with_backoff(
+                lambda b: detect(wrapper, held_in.x, held_in.y, spec_classes, threshold=settings.detect_threshold,
+                                 settings=replace(settings.inversion, batch=b), seed=settings.seed,
+                                 observer=observer),
+                settings.inversion.batch, minimum=2, say=observer.message)
         if not detection.suspected:
             return None, detection
         t, mode = detection.target, "detected"
         trigger = detection.triggers[t]
     else:
         with timer.stage("synthesise trigger", observer):
-            trigger = invert_triggers(wrapper, held_in.x, held_in.y, [t], settings=settings.inversion,
-                                      seed=settings.seed, observer=observer)[t]
+            trigger = with_backoff(
+                lambda b: invert_triggers(wrapper, held_in.x, held_in.y, [t], settings=replace(settings.inversion, batch=b),
+                                          seed=settings.seed, observer=observer)[t],
+                settings.inversion.batch, minimum=2, say=observer.message)
     return ForgetSet(mode, t, _triggered(trigger, held_in, t), _triggered_val(trigger, held_out, t, settings.seed),
                      trigger, held_in.not_class(t).x), detection
 
@@ -288,7 +293,7 @@ def clean(
         trig = None
         if settings.trigger_samples is not None:
             trig = load_samples(settings.trigger_samples, spec, min_per_class=1, allow_unlabelled=True)
-    inner = loaded.module.to(device).eval()
+    inner = prepare(loaded.module, device).eval()
 
     def wrapper_of(m: nn.Module) -> Normalized:
         return Normalized(m, spec).to(device)
@@ -316,12 +321,12 @@ def clean(
     result_module, outcome = edited, None
     if settings.repair and (edit_result.plan is not None or edit_result.remap):
         with timer.stage("repair", observer):
-            repaired, outcome = repair(
+            repaired, outcome = with_backoff(lambda b: repair(
                 wrapper_of(edited), original, edit_result.plan.masks() if edit_result.plan else {}, train=(held_in.x, held_in.y),
                 forget_train=None if forget.mode == "class" else (forget.train.x, forget.train.y),
-                validate=validate, settings=settings.repair_settings, device=device, seed=settings.seed,
-                observer=observer, inner=lambda w: w.model,
-            )
+                validate=validate, settings=replace(settings.repair_settings, batch_size=b), device=device,
+                seed=settings.seed, observer=observer, inner=lambda w: w.model,
+            ), settings.repair_settings.batch_size, minimum=2, say=observer.message)
             result_module = repaired.model
     final = wrapper_of(result_module)
     with timer.stage("evaluate", observer):
@@ -355,8 +360,11 @@ def scan(
     with timer.stage("load", observer):
         loaded = load_model(model_path, arch, mean, std)
         samples = load_samples(samples_dir, loaded.spec, min_per_class=2)
-    wrapper = Normalized(loaded.module.to(dev).eval(), loaded.spec).to(dev)
+    wrapper = Normalized(prepare(loaded.module, dev).eval(), loaded.spec).to(dev)
+    base = inversion or InversionSettings()
     with timer.stage("detect", observer):
-        detection = detect(wrapper, samples.x, samples.y, loaded.spec.num_classes, threshold=threshold,
-                           settings=inversion or InversionSettings(), seed=seed, observer=observer)
+        detection = with_backoff(
+            lambda b: detect(wrapper, samples.x, samples.y, loaded.spec.num_classes, threshold=threshold,
+                             settings=replace(base, batch=b), seed=seed, observer=observer),
+            base.batch, minimum=2, say=observer.message)
     return ScanOutcome(loaded, detection, len(samples), timer.stages)

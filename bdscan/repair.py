@@ -10,13 +10,13 @@ held-out attack success and accuracy wins, and the edit alone wins when no epoch
 from __future__ import annotations
 
 import copy
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bdscan.devices import autocast, prepare
 from bdscan.observer import NULL_OBSERVER, Observer
 
 
@@ -87,7 +87,7 @@ def repair(
     """
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    work = copy.deepcopy(model).to(device)
+    work = prepare(copy.deepcopy(model), device)
     work.eval()  # BatchNorm statistics frozen, dropout off
     teacher = teacher.to(device).eval()
     x, y = (t.to(device) for t in train)
@@ -97,10 +97,7 @@ def repair(
     handles = _mask_hooks(inner(work) if inner else work, masks)
     params = [p for p in work.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=settings.lr)
-    amp = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if device.type == "cuda" and torch.cuda.is_bf16_supported() else nullcontext()
-    )
+    amp = autocast(device)
     acc0, asr0 = validate(work)
     best = (_score(acc0, asr0), 0, copy.deepcopy(work.state_dict()))
     history = [{"epoch": 0, "accuracy": acc0, "asr": asr0}]

@@ -9,7 +9,7 @@ import typer
 
 from bdscan.cli import render
 from bdscan.cli.app import app
-from bdscan.cli.options import ArchOpt, Device, MeanOpt, StdOpt, parse_floats
+from bdscan.cli.options import ArchOpt, MeanOpt, StdOpt, parse_floats
 from bdscan.report import OutputFormat
 
 
@@ -34,7 +34,7 @@ def clean_cmd(
     lam: Optional[str] = typer.Option(None, "--lambda", help="Dampening strengths to try [default: 1,0.5,0]."),
     no_repair: bool = typer.Option(False, "--no-repair", help="Keep the edit alone, skip the repair fine-tune."),
     epochs: int = typer.Option(10, "--epochs", min=0, help="Repair epochs (the best epoch is kept)."),
-    device: Device = typer.Option(Device.auto, "--device", help="auto picks CUDA when present."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N; auto picks CUDA when present."),
     seed: int = typer.Option(0, "--seed", help="Seed: CPU runs with one seed give identical outputs."),
     arch: Optional[str] = ArchOpt,
     mean: Optional[str] = MeanOpt,
@@ -76,7 +76,7 @@ def clean_cmd(
         layers=layer_sel if layer_sel in ("late", "all") else tuple(s.strip() for s in str(layer_sel).split(",")),
         repair=not no_repair and epochs > 0,
         repair_settings=RepairSettings(epochs=epochs),
-        device=device.value,
+        device=device,
         seed=seed,
     )
     observer = render.RichObserver(quiet=quiet or fmt is OutputFormat.json)

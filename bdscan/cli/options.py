@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import enum
 from pathlib import Path
 from typing import Optional
 
 import typer
-
-
-class Device(str, enum.Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
 
 
 ArchOpt = typer.Option(None, "--arch", help="Architecture name (e.g. torchvision.resnet18) or module:callable; "

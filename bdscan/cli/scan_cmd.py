@@ -9,7 +9,7 @@ import typer
 
 from bdscan.cli import render
 from bdscan.cli.app import app
-from bdscan.cli.options import ArchOpt, Device, MeanOpt, StdOpt, parse_floats
+from bdscan.cli.options import ArchOpt, MeanOpt, StdOpt, parse_floats
 from bdscan.report import OutputFormat
 
 
@@ -44,7 +44,7 @@ def scan_cmd(
                                                      help="Exit 1 when a model is suspected [default: on]."),
     save_triggers: Optional[Path] = typer.Option(None, "--save-triggers", help="Folder for the synthesised "
                                                  "mask and pattern of each suspected model (PNG)."),
-    device: Optional[Device] = typer.Option(None, "--device", help="auto picks CUDA when present."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N [default: auto]."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for the trigger search [default: 0]."),
     arch: Optional[str] = ArchOpt,
     mean: Optional[str] = MeanOpt,
@@ -57,7 +57,7 @@ def scan_cmd(
     read; 3: nothing was scanned; 4: usage error.
     """
     from bdscan.cli.settings_file import load_defaults
-    from bdscan.errors import BdscanError, ExitCode, UnsupportedModelError, UsageError
+    from bdscan.errors import ArchitectureError, BdscanError, ExitCode, UnsupportedModelError, UsageError
     from bdscan.fileio import atomic_write_text
     from bdscan.pipeline import scan
     from bdscan.report import render as render_doc
@@ -72,9 +72,12 @@ def scan_cmd(
         raise UsageError("missing --samples DIR (or 'samples' in [tool.bdscan])")
     threshold = threshold if threshold is not None else float(cfg.get("threshold", 2.0))
     fail = fail_on_detection if fail_on_detection is not None else bool(cfg.get("fail_on_detection", True))
-    device_name = device.value if device else str(cfg.get("device", "auto"))
+    device_name = device or str(cfg.get("device", "auto"))
     seed = seed if seed is not None else int(cfg.get("seed", 0))
     arch = arch or cfg.get("arch")
+    from bdscan.devices import resolve_device
+
+    resolve_device(device_name)  # fail before any model is read
     files, skipped = expand_models(models)
     entries, errors = [], []
     observer = render.RichObserver(quiet=quiet or fmt is not OutputFormat.text)
@@ -87,8 +90,11 @@ def scan_cmd(
             except UnsupportedModelError as exc:
                 skipped.append({"path": str(path), "reason": str(exc)})
                 continue
-            except UsageError:
-                raise
+            except UsageError as exc:
+                if arch is not None or not isinstance(exc, ArchitectureError):
+                    raise  # the user's own flag is wrong: stop
+                skipped.append({"path": str(path), "reason": str(exc)})  # the file names an architecture we lack
+                continue
             except BdscanError as exc:
                 errors.append({"path": str(path), "error": str(exc), "exit_code": int(exc.exit_code)})
                 continue
