@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -48,17 +49,33 @@ class InversionSettings:
     check_every: int = 10
 
 
+@contextmanager
+def frozen(model: nn.Module):
+    """Eval mode and no parameter gradients while inputs are optimised; both restored afterwards."""
+    was_training = model.training
+    req = [p.requires_grad for p in model.parameters()]
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for p, r in zip(model.parameters(), req):
+            p.requires_grad_(r)
+        model.train(was_training)
+
+
 def invert_triggers(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: list[int], *,
     settings: InversionSettings = InversionSettings(), seed: int = 0, observer: Observer = NULL_OBSERVER,
 ) -> dict[int, Trigger]:
     """Synthesise a trigger per class in ``classes``; ``model`` takes pixel-space input in [0,1]."""
+    with frozen(model):
+        return _invert(model, x, y, classes, settings, seed, observer)
+
+
+def _invert(model, x, y, classes, settings: InversionSettings, seed: int, observer: Observer) -> dict[int, Trigger]:
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    req = [p.requires_grad for p in model.parameters()]
-    for p in model.parameters():
-        p.requires_grad_(False)
     g = torch.Generator().manual_seed(seed)
     k_n = len(classes)
     _, c, h, w = x.shape
@@ -116,9 +133,6 @@ def invert_triggers(
             if step - last_improve > settings.patience and bool(torch.isfinite(best_l1).all()):
                 break
     finally:
-        for p_, r in zip(model.parameters(), req):
-            p_.requires_grad_(r)
-        model.train(was_training)
         observer.finish("invert")
     out = {}
     for i, k in enumerate(classes):
@@ -140,51 +154,34 @@ def mad_anomaly(values: torch.Tensor, small_side: bool = True, min_spread: float
     return dev / mad
 
 
-@torch.no_grad()
-def _margins(model: nn.Module, x: torch.Tensor, classes: list[int]) -> torch.Tensor:
-    logits = model(x)
-    out = []
-    for i, k in enumerate(classes):
-        other = logits[i].clone()
-        other[k] = -math.inf
-        out.append(logits[i, k] - other.max())
-    return torch.stack(out)
-
-
 def max_margins(
     model: nn.Module, shape: tuple[int, int, int], classes: list[int], *, steps: int = 100, restarts: int = 4,
     seed: int = 0,
 ) -> torch.Tensor:
     """MM-BD statistic: per class, the largest logit margin reachable over inputs in [0,1] (data-free)."""
+    with frozen(model):
+        return _max_margins(model, shape, classes, steps, restarts, seed)
+
+
+def _max_margins(model, shape, classes, steps: int, restarts: int, seed: int) -> torch.Tensor:
     device = next(model.parameters()).device
-    model.eval()
-    req = [p.requires_grad for p in model.parameters()]
-    for p in model.parameters():
-        p.requires_grad_(False)
     g = torch.Generator().manual_seed(seed)
     k_n = len(classes)
     z = torch.randn(restarts, k_n, *shape, generator=g).to(device).requires_grad_(True)
-    target = torch.tensor(classes, device=device)
+    index = torch.tensor(classes, device=device)[None, :, None].expand(restarts, -1, 1)
     opt = torch.optim.Adam([z], lr=0.1)
-    try:
-        for _ in range(steps):
-            xs = torch.sigmoid(z).reshape(-1, *shape)
-            logits = model(xs).reshape(restarts, k_n, -1)
-            tgt = logits.gather(2, target[None, :, None].expand(restarts, -1, 1)).squeeze(2)
-            other = logits.scatter(2, target[None, :, None].expand(restarts, -1, 1), -1e9).amax(2)
-            loss = -(tgt - other).sum()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        with torch.no_grad():
-            xs = torch.sigmoid(z).reshape(-1, *shape)
-            logits = model(xs).reshape(restarts, k_n, -1)
-            tgt = logits.gather(2, target[None, :, None].expand(restarts, -1, 1)).squeeze(2)
-            other = logits.scatter(2, target[None, :, None].expand(restarts, -1, 1), -1e9).amax(2)
-            return (tgt - other).amax(0).cpu()
-    finally:
-        for p_, r in zip(model.parameters(), req):
-            p_.requires_grad_(r)
+
+    def margins() -> torch.Tensor:
+        logits = model(torch.sigmoid(z).reshape(-1, *shape)).float().reshape(restarts, k_n, -1)
+        return logits.gather(2, index).squeeze(2) - logits.scatter(2, index, -1e9).amax(2)
+
+    for _ in range(steps):
+        loss = -margins().sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        return margins().amax(0).cpu()
 
 
 @dataclass(frozen=True)

@@ -77,25 +77,3 @@ def atomic_write_bytes(target: str | os.PathLike, data: bytes) -> None:
 
 def atomic_write_text(target: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(target, text.encode("utf-8"))
-
-
-def prepare_out_dir(out: Path, inputs: list[Path], names: list[str]) -> Path:
-    """Check (without creating anything yet) that ``out`` can hold ``names`` without touching ``inputs``."""
-    out = out.expanduser()
-    resolved_inputs = {p.resolve() for p in inputs}
-    for name in names:
-        dest = (out / name).resolve() if out.exists() else (out.resolve() / name)
-        if dest in resolved_inputs:
-            raise OutputError(f"output {dest} would overwrite the input; choose another --out")
-    if out.exists():
-        if not out.is_dir():
-            raise OutputError(f"--out {out} exists and is not a folder")
-        if not can_write_in(out):
-            raise OutputError(f"--out {out} is not writable")
-    else:
-        parent = nearest_existing(out)
-        if not parent.is_dir():
-            raise OutputError(f"cannot create --out {out}: {parent} is not a folder")
-        if not can_write_in(parent):
-            raise OutputError(f"cannot create --out {out}: {parent} is not writable")
-    return out

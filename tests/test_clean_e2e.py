@@ -52,3 +52,26 @@ def test_clean_removes_bundled_backdoor(tmp_path):
     assert parity(cleaned.module, data, x[:64])[0] <= 1e-4
     onnx_out = [o for o in doc["outputs"] if o["format"] == "onnx"][0]
     assert onnx_out["onnx_max_abs_diff"] <= 1e-4
+
+
+@pytest.mark.slow
+def test_clean_without_target_detects_and_keeps_target_class(tmp_path):
+    """No target, no trigger images: detection finds the target and its synthesised trigger is unlearned,
+    not the class itself."""
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["clean", str(MODEL), "--samples", str(SAMPLES), "--out", str(out),
+                                 "--format", "json", "--quiet"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["mode"] == "detected" and doc["target_class"] == 0 and doc["detection"]["suspected"]
+    original = load_model(MODEL)
+    cleaned = load_model(out / "badnets-cnn.safetensors")
+    attack = load_attack(MODEL, original.spec)
+    x, y = load_npz(EXAMPLES / "holdout.npz")
+    ref = evaluate(Normalized(original.module, original.spec), x, y, attack)
+    res = evaluate(Normalized(cleaned.module, cleaned.spec), x, y, attack)
+    assert res["asr"] <= 0.02, f"attack success after cleaning {res['asr']:.2%}"
+    target = y == 0
+    ref_t = evaluate(Normalized(original.module, original.spec), x[target], y[target])["ca"]
+    res_t = evaluate(Normalized(cleaned.module, cleaned.spec), x[target], y[target])["ca"]
+    assert res_t >= ref_t - 0.03, f"target-class accuracy {ref_t:.2%} -> {res_t:.2%}"

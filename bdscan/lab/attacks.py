@@ -492,7 +492,10 @@ class InputAware(Attack):
     seed until trained); ``state_dict``/``load_state_dict`` save and restore it (safetensors-ready).
 
     Deviations: much smaller generators (four 3x3 convolutions, dilated, no down-sampling) than the
-    paper's encoder-decoders, and far fewer training steps.
+    paper's encoder-decoders, far fewer training steps (300 mask steps, then the classifier's
+    epochs), and a mask density of 0.05 instead of 0.032, which with so little training gives
+    ~95 % instead of ~90 % ASR on Fashion-MNIST.  The mask net uses Adam at 1e-3 (at the paper's
+    1e-2 this small net's mask can collapse to zero), the pattern net Adam at 1e-2 as in the paper.
     """
 
     name = "inputaware"
@@ -504,16 +507,17 @@ class InputAware(Attack):
         seed=0,
         shape=(1, 28, 28),
         hidden: int = 16,
-        mask_density: float = 0.032,
+        mask_density: float = 0.05,
         lambda_div: float = 1.0,
         lambda_norm: float = 100.0,
         cross_rate: float = 0.1,
         lr_generator: float = 1e-2,
+        lr_mask: float = 1e-3,
         mask_steps: int = 300,
     ):
         super().__init__(target, seed, shape)
         self.hidden = int(hidden)
-        self.lr_generator, self.mask_steps = float(lr_generator), int(mask_steps)
+        self.lr_generator, self.lr_mask, self.mask_steps = float(lr_generator), float(lr_mask), int(mask_steps)
         self.mask_density, self.lambda_div, self.lambda_norm = float(mask_density), float(lambda_div), float(lambda_norm)
         self.cross_rate = float(cross_rate)
         with torch.random.fork_rng(devices=[]):
@@ -562,7 +566,7 @@ class InputAware(Attack):
     def config(self):
         return {**super().config(), "hidden": self.hidden, "mask_density": self.mask_density,
                 "lambda_div": self.lambda_div, "lambda_norm": self.lambda_norm, "cross_rate": self.cross_rate,
-                "lr_generator": self.lr_generator, "mask_steps": self.mask_steps}
+                "lr_generator": self.lr_generator, "lr_mask": self.lr_mask, "mask_steps": self.mask_steps}
 
 
 ATTACKS: dict[str, type[Attack]] = {

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from typing import Callable
 
 import torch
@@ -140,7 +141,7 @@ def _train_inputaware(model, attack: InputAware, x, y, *, epochs, batch_size, lr
     # -- stage 1: mask generator -------------------------------------------------------------
     steps_per_epoch = math.ceil(n / batch_size)
     mask_steps = attack.mask_steps
-    opt_m = torch.optim.Adam(gen.mask_net.parameters(), lr=attack.lr_generator)
+    opt_m = torch.optim.Adam(gen.mask_net.parameters(), lr=attack.lr_mask)
     gen.train()
     step = 0
     while step < mask_steps:
@@ -158,9 +159,12 @@ def _train_inputaware(model, attack: InputAware, x, y, *, epochs, batch_size, lr
             step += 1
     for p in gen.mask_net.parameters():
         p.requires_grad_(False)
+    with torch.no_grad():
+        dens = gen.mask(x[:512].to(device)).mean().item()
+    if dens < attack.mask_density / 4:
+        warnings.warn(f"inputaware: the mask generator collapsed (density {dens:.4f}, wanted "
+                      f"{attack.mask_density}); try a lower lr_mask or another seed")
     if progress:
-        with torch.no_grad():
-            dens = gen.mask(x[:512].to(device)).mean().item()
         progress(f"inputaware: mask net trained for {mask_steps} steps, mask density {dens:.3f}, "
                  f"{time.perf_counter() - t0:.1f}s")
 
