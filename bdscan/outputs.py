@@ -84,11 +84,11 @@ def write_clean_outputs(outcome: CleanOutcome, out: Path) -> dict:
         files = []
         main = stage / loaded.path.name
         if ship_model:
-            files.append((write_model(module, spec, fmt, main, meta, outcome.val_inputs), main))
+            files.append((write_model(module, spec, fmt, main, meta, outcome.val_inputs, outcome.device), main))
         if ship_model and fmt != "onnx":
             onnx_path = stage / loaded.path.with_suffix(".onnx").name
             files.append((write_model(module, spec.with_(format="onnx"), "onnx", onnx_path, meta,
-                                      outcome.val_inputs), onnx_path))
+                                      outcome.val_inputs, outcome.device), onnx_path))
         doc["outputs"] = [
             {"path": str(out / p.name), "format": info["format"], "sha256": _sha(p),
              "onnx_max_abs_diff": info["max_abs_diff"], "onnx_provider": info["provider"]}
