@@ -359,8 +359,9 @@ def main() -> int:
     (BAD / "_shared").mkdir(parents=True)
     (BAD / "_shared" / "cnn3.safetensors").write_bytes(
         st_bytes(small_cnn_state(), dict(META, labels=json.dumps(HOSTILE_LABELS))))
-    case("labels_with_markup", "label names holding Rich markup and HTML: shown as they are",
-         ["inspect", SHARED_MODEL], 0, [], creates=[], stdout_words=HOSTILE_LABELS)
+    folder = case("labels_with_markup", "label names holding Rich markup and HTML: shown as they are",
+                  ["inspect", SHARED_MODEL], 0, [], creates=[], stdout_words=HOSTILE_LABELS)
+    (folder / ".keep").write_bytes(b"")  # the case uses the shared model; git keeps no empty folder
     safetensors_cases()
     pickle_cases()
     onnx_cases()
