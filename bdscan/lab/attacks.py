@@ -313,23 +313,23 @@ class SIG(Attack):
 
     As in the paper, the signal's strength may differ between training and test time: ``delta``
     (default 20/255, the paper's value) is used to poison training images (:meth:`apply_train`,
-    :meth:`poison`), ``delta_test`` (default ``DEFAULT_DELTA_TEST``) by :meth:`apply`, i.e. when the
+    :meth:`poison`), ``delta_test`` (default 60/255) by :meth:`apply`, i.e. when the
     backdoor is triggered.  Pass ``delta_test=None`` to use ``delta`` for both.
     """
 
     name = "sig"
     clean_label = True
-    #: test-time strength giving >= 90 % ASR on Fashion-MNIST (small CNN, 3 epochs, half the target class poisoned)
-    DEFAULT_DELTA_TEST: ClassVar[float] = 0.0
+    #: test-time strength: 97 % ASR on Fashion-MNIST (small CNN, 3 epochs, 80 % of the target class
+    #: poisoned at delta 20/255), against 30 % with delta_test = delta
+    DEFAULT_DELTA_TEST: ClassVar[float] = 60 / 255
 
     def __init__(self, target=0, seed=0, shape=(1, 28, 28), delta: float = 20 / 255, f: float = 6,
-                 delta_test: float | None | str = "default"):
+                 delta_test: float | None = DEFAULT_DELTA_TEST, max_class_fraction: float = 0.8):
         super().__init__(target, seed, shape)
         self.delta, self.f = float(delta), float(f)
-        if isinstance(delta_test, str):
-            if delta_test != "default":
-                raise ValueError(f"delta_test must be a number, None or 'default', not {delta_test!r}")
-            delta_test = self.DEFAULT_DELTA_TEST
+        if not 0.0 < max_class_fraction <= 1.0:
+            raise ValueError(f"max_class_fraction must be in (0, 1], got {max_class_fraction}")
+        self.max_class_fraction = float(max_class_fraction)
         self.delta_test = float(delta_test) if delta_test is not None else self.delta
 
     def _build(self, c, h, w, g):
@@ -351,10 +351,11 @@ class SIG(Attack):
     def poison(self, x, y, rate=0.1, generator=None):
         """Add the signal to ``round(rate * N)`` images *of the target class*; labels are unchanged.
 
-        When the target class has fewer images than that, all of them are poisoned (with a warning).
-        Note that on a balanced 10-class set ``rate=0.1`` poisons the whole target class, which lets
-        the model use the signal as *the* cue for the class and costs clean accuracy on it; the
-        paper poisons a fraction of the target class (``rate=0.05`` is half of it).
+        At most ``max_class_fraction`` (default 0.8) of the target class is poisoned; beyond that
+        the count is capped, with a warning.  The cap matters on balanced 10-class sets, where
+        ``rate=0.1`` would poison the whole target class: the model then takes the signal as *the*
+        cue for the class and no longer recognises clean images of it (on Fashion-MNIST, target 0:
+        0.2 % accuracy on clean T-shirts, 83.8 % overall).  The paper poisons a fraction of the class.
         """
         xb, _ = _as_batch(x)
         y = torch.as_tensor(y).long()
@@ -363,9 +364,11 @@ class SIG(Attack):
         n = self._n_poison(len(xb), rate)
         g = self._generator(generator)
         candidates = (y == self.target).nonzero().flatten()
-        if n > len(candidates):
-            warnings.warn(f"sig: only {len(candidates)} target-class samples, poisoning all of them instead of {n}")
-            n = len(candidates)
+        cap = int(math.floor(self.max_class_fraction * len(candidates) + 1e-9))
+        if n > cap:
+            warnings.warn(f"sig: poisoning {cap} target-class samples ({self.max_class_fraction:.0%} of "
+                          f"{len(candidates)}) instead of {n}")
+            n = cap
         idx = self._pick(candidates, n, g)
         xp = xb.clone()
         if n:
@@ -373,7 +376,8 @@ class SIG(Attack):
         return xp, y.clone(), idx
 
     def config(self):
-        return {**super().config(), "delta": self.delta, "f": self.f, "delta_test": self.delta_test}
+        return {**super().config(), "delta": self.delta, "f": self.f, "delta_test": self.delta_test,
+                "max_class_fraction": self.max_class_fraction}
 
 
 class Trojan(Attack):

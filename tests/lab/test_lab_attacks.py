@@ -123,7 +123,10 @@ def test_sig_caps_at_target_class():
     x, y = images((1, 28, 28), n=50), torch.arange(50) % 10  # 5 target samples, asks for 10
     with pytest.warns(UserWarning):
         _, yp, idx = SIG().poison(x, y, rate=0.2)
-    assert len(idx) == 5 and torch.equal(yp, y)
+    assert len(idx) == 4 and torch.equal(yp, y)  # 80 % of the class by default
+    with pytest.warns(UserWarning):
+        _, _, idx = SIG(max_class_fraction=1.0).poison(x, y, rate=0.2)
+    assert len(idx) == 5
 
 
 def test_inputaware_state_roundtrip():
