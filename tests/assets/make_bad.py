@@ -359,9 +359,8 @@ def main() -> int:
     (BAD / "_shared").mkdir(parents=True)
     (BAD / "_shared" / "cnn3.safetensors").write_bytes(
         st_bytes(small_cnn_state(), dict(META, labels=json.dumps(HOSTILE_LABELS))))
-    folder = case("labels_with_markup", "label names holding Rich markup and HTML: shown as they are",
-                  ["inspect", SHARED_MODEL], 0, [], creates=[], stdout_words=HOSTILE_LABELS)
-    (folder / ".keep").write_bytes(b"")  # the case uses the shared model; git keeps no empty folder
+    case("labels_with_markup", "label names holding Rich markup and HTML: shown as they are",
+         ["inspect", SHARED_MODEL], 0, [], creates=[], stdout_words=HOSTILE_LABELS)
     safetensors_cases()
     pickle_cases()
     onnx_cases()
@@ -369,6 +368,9 @@ def main() -> int:
     output_cases()
     ids = [c["id"] for c in CASES]
     assert len(ids) == len(set(ids)), "duplicate case ids"
+    for cid in ids:  # git keeps no empty folder; cases that need nothing of their own still get theirs
+        if not any((BAD / cid).iterdir()):
+            (BAD / cid / ".keep").write_bytes(b"")
     (BAD / "cases.json").write_text(json.dumps(CASES, indent=1) + "\n", encoding="utf-8")
     total = sum(p.lstat().st_size for p in BAD.rglob("*"))
     print(f"{len(CASES)} cases in {BAD} ({total / 1024:.0f} KiB)")
