@@ -92,6 +92,8 @@ def clean_cmd(
         render.out.print(render_doc(doc, fmt), markup=False, highlight=False)
     else:
         render.clean_summary(doc)
+    for w in doc.get("warnings", []):
+        render.err.print(f"bdscan: warning: {w}", markup=False, highlight=False)
     if outcome.removed is None:
         render.err.print("no backdoor found; nothing written")
         raise typer.Exit(ExitCode.OK)

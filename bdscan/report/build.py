@@ -61,6 +61,7 @@ def clean_report(o: CleanOutcome) -> dict:
         "trigger": _trigger(o),
         "timings": {k: round(v, 4) for k, v in o.timings.items()},
         "outputs": [],
+        "warnings": _warnings(o),
     }
     if o.edit is not None and o.edit.plan is not None:
         plan = o.edit.plan
@@ -108,3 +109,14 @@ def _trigger(o: CleanOutcome) -> dict | None:
     if o.preview is not None:
         doc["examples_png"] = [png_base64(img) for img in o.preview]
     return doc
+
+
+LOW_EVIDENCE = 50  # below this many held-out triggered images a 2% bar cannot be told from 0%
+
+
+def _warnings(o: CleanOutcome) -> list[str]:
+    out = []
+    if o.after is not None and o.after.asr is not None and o.after.n_forget < LOW_EVIDENCE:
+        out.append(f"only {o.after.n_forget} held-out triggered images measured the attack success rate; give "
+                   f"more trigger samples (at least {LOW_EVIDENCE // 0.3:.0f}) for a verdict that a 2% bar can trust")
+    return out
