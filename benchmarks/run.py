@@ -1,0 +1,160 @@
+"""Issue 4: bdscan against peer defences (benchmarks/peers.py) on the lab's backdoored models.
+
+    python -m benchmarks.run [MODEL_NAME ...]
+
+Every defence gets the same budget: 10 clean test images per class (the images bdscan gets as --samples).
+Each (model, defence) runs in its own child process, so wall time and peak memory (the child's ru_maxrss,
+torch itself included) are its own. bdscan rows come from benchmarks/clean_results.json when
+benchmarks.clean_table measured that model, else `bdscan clean --target-class` is run here.
+CA and ASR are measured on the same 2,000 held-out test images as benchmarks.clean_table.
+Writes benchmarks/RESULTS.md and results.json.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from benchmarks.common import machine, measure, pct, run_child, sample_dirs, split_indices, test_set, write_json
+from benchmarks.zoo import CLEAN_MODELS, HERE, SCAN_MODELS, make
+
+PEERS = ("finetune", "fine-pruning", "clp", "anp")
+
+
+def entries():
+    seen, out = set(), []
+    for e in CLEAN_MODELS + SCAN_MODELS:
+        if e.attack and e.name not in seen:
+            seen.add(e.name)
+            out.append(e)
+    return out
+
+
+def one(name: str, defence: str) -> dict:
+    """Child process: apply one peer defence to one model and measure it."""
+    from benchmarks.peers import DEFENCES
+    from bdscan.model import Normalized
+
+    torch.set_num_threads(2)
+    entry = next(e for e in entries() if e.name == name)
+    lm = make(entry, progress=None)
+    x, y = test_set(entry.size, entry.channels)
+    samples, _, keep = split_indices(y, lm.attack.target)
+    xs = (x[samples] * 255 + 0.5).floor() / 255  # the 8-bit PNG values bdscan reads
+    from bdscan.model import load_model
+
+    loaded = load_model(entry.path)
+    model = Normalized(loaded.module, loaded.spec)
+    from bdscan.lab.train import evaluate
+
+    t0 = time.perf_counter()
+    torch.manual_seed(0)
+    cleaned = DEFENCES[defence](model, xs, y[samples])
+    seconds = time.perf_counter() - t0
+    after = evaluate(cleaned, x[keep], y[keep], lm.attack)
+    return {"ca_after": after["ca"], "asr_after": after["asr"], "defence_s": round(seconds, 1)}
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["--one"]:
+        print(json.dumps(one(argv[1], argv[2])))
+        return 0
+    if argv[:1] == ["--report-only"]:  # rebuild RESULTS.md from results.json, run nothing
+        print(write_md(json.loads((HERE / "results.json").read_text())))
+        return 0
+    torch.set_num_threads(2)
+    wanted = set(argv)
+    old = HERE / "results.json"
+    rows = [r for r in json.loads(old.read_text()) if wanted and r["model"] not in wanted] if old.exists() else []
+    cleaned_rows = json.loads((HERE / "clean_results.json").read_text()) if (HERE / "clean_results.json").exists() else []
+    for entry in entries():
+        if wanted and entry.name not in wanted:
+            continue
+        if not entry.path.exists():
+            print(f"{entry.name}: not in the cache (train it with python -m benchmarks.zoo {entry.name}); skipped")
+            continue
+        lm = make(entry, progress=None)
+        _, _, x, y = sample_dirs(entry, lm.attack)
+        before = measure(entry.path, lm.attack, x, y)
+        base = {"model": entry.name, "ca_before": before["ca"], "asr_before": before["asr"]}
+        mine = [r for r in cleaned_rows if r["model"] == entry.name]
+        if not mine:
+            from benchmarks.clean_table import run_one
+
+            sdir, tdir, _, _ = sample_dirs(entry, lm.attack)
+            r = run_one(entry, "target-known", sdir, tdir, lm.attack.target)
+            if r["cleaned"]:
+                a = measure(Path(r["cleaned"]), lm.attack, x, y)
+                r.update(ca_after=a["ca"], asr_after=a["asr"])
+            mine = [r]
+        for r in mine:
+            rows.append({**base, "defence": f"bdscan ({r['setting']})", "ca_after": r.get("ca_after"),
+                         "asr_after": r.get("asr_after"), "wall_s": r["wall_s"], "peak_rss_mib": r.get("peak_rss_mib")})
+            print(json.dumps(rows[-1]), flush=True)
+        for d in PEERS:
+            rc, wall, out, err, rss = run_child([sys.executable, "-m", "benchmarks.run", "--one", entry.name, d])
+            row = {**base, "defence": d, "wall_s": round(wall, 1), "peak_rss_mib": round(rss)}
+            if rc == 0:
+                row.update(json.loads(out.strip().splitlines()[-1]))
+            else:
+                row.update(ca_after=None, asr_after=None, error=(err.strip().splitlines() or ["?"])[-1])
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            write_json(old, rows)
+            write_md(rows)  # a run cut short still leaves a table of what it measured
+    write_json(old, rows)
+    print(write_md(rows))
+    return 0
+
+
+def write_md(rows) -> str:
+    md = "\n".join(["# bdscan against peer defences (issue 4)", "", f"Machine: {machine()}.", "",
+                    "Budget for every defence: 10 clean test images per class. CA and ASR on 2,000 held-out "
+                    "Fashion-MNIST test images. Wall time and peak RSS are those of the child process doing the "
+                    "work (process start, torch import and model loading included). Peer defences: see "
+                    "benchmarks/peers.py for each paper's rule and where this implementation departs from it.", "",
+                    _table(rows), "", "## Per defence", "", _summary(rows), "", _missing(rows), "",
+                    "Produced by `python -m benchmarks.run`; raw values in benchmarks/results.json.", ""])
+    (HERE / "RESULTS.md").write_text(md)
+    return md
+
+
+def _missing(rows) -> str:
+    done = {(r["model"], r["defence"]) for r in rows}
+    gaps = [f"{e.name} ({d})" for e in entries() for d in PEERS if (e.name, d) not in done]
+    return f"Not measured (no row in results.json): {', '.join(gaps)}." if gaps else "Every pair measured."
+
+
+def _table(rows) -> str:
+    head = ["model", "defence", "CA before", "CA after", "ASR before", "ASR after", "wall s", "peak RSS MiB"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['defence']} | {pct(r['ca_before'])} | {pct(r.get('ca_after'))} | "
+                     f"{pct(r['asr_before'])} | {pct(r.get('asr_after'))} | {r['wall_s']:.1f} | "
+                     f"{r.get('peak_rss_mib') or '—'} |")
+    return "\n".join(lines)
+
+
+def _summary(rows) -> str:
+    head = ["defence", "models", "mean ASR after", "worst ASR after", "mean CA drop (pt)", "worst CA drop (pt)",
+            "mean wall s"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for d in dict.fromkeys(r["defence"] for r in rows):
+        rs = [r for r in rows if r["defence"] == d and r.get("asr_after") is not None]
+        if not rs:
+            lines.append(f"| {d} | 0 | — | — | — | — | — |")
+            continue
+        asr = [r["asr_after"] for r in rs]
+        drop = [(r["ca_before"] - r["ca_after"]) * 100 for r in rs]
+        lines.append(f"| {d} | {len(rs)} | {statistics.mean(asr):.2%} | {max(asr):.2%} | {statistics.mean(drop):.2f} "
+                     f"| {max(drop):.2f} | {statistics.mean(r['wall_s'] for r in rs):.1f} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,108 @@
+"""Issue 5 measure: `bdscan scan` on backdoored and clean lab models.
+
+    python -m benchmarks.scan_table [MODEL_NAME ...]
+
+For each model of benchmarks.zoo.SCAN_MODELS (trained once into benchmarks/cache/) runs the real CLI,
+`bdscan scan MODEL --samples DIR --format json -o FILE`, with 10 clean test images per class, and checks:
+a backdoored model is flagged with the attack's target class; a clean model is not flagged.
+Writes benchmarks/SCAN_RESULTS.md (and scan_results.json). Aim: under 60 s per model.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+
+import torch
+
+from benchmarks.common import machine, run_cli, sample_dirs, write_json
+from benchmarks.zoo import HERE, SCAN_MODELS, make
+
+OUT = HERE / "out" / "scan"
+AIM_S = 60.0
+
+
+def main(argv: list[str]) -> int:
+    torch.set_num_threads(2)
+    wanted = set(argv)
+    old = HERE / "scan_results.json"
+    rows = [r for r in json.loads(old.read_text()) if wanted and r["model"] not in wanted] if old.exists() else []
+    report_only = "--report-only" in wanted  # rebuild SCAN_RESULTS.md from scan_results.json, run nothing
+    for entry in SCAN_MODELS:
+        if report_only or (wanted and entry.name not in wanted):
+            continue
+        lm = make(entry)
+        sdir, _, _, _ = sample_dirs(entry, None)
+        OUT.mkdir(parents=True, exist_ok=True)
+        report = OUT / f"{entry.name}.json"
+        report.unlink(missing_ok=True)
+        rc, wall, _, stderr, rss = run_cli(["scan", str(entry.cli_path), "--samples", str(sdir), "--format", "json",
+                                       "-o", str(report)])
+        row = {"model": entry.name, "arch": f"{entry.arch}@{entry.channels}x{entry.size}",
+               "format": entry.cli_path.suffix[1:], "attack": entry.attack or "none",
+               "target": lm.attack.target if lm.attack is not None else None,
+               "ca": lm.ca, "asr": lm.asr, "rc": rc, "wall_s": round(wall, 1),
+               "peak_rss_mib": round(rss)}
+        if report.exists():
+            m = json.loads(report.read_text())["models"][0]
+            row.update(suspected=m["suspected"], found=m["target_class"], score=m["score"],
+                       threshold=m["threshold"], scan_s=m["seconds"])
+            if entry.attack:
+                row["ok"] = bool(m["suspected"] and m["target_class"] == row["target"])
+            else:
+                row["ok"] = not m["suspected"]
+        else:
+            row.update(suspected=None, ok=False, error=(stderr.strip().splitlines() or ["no report"])[-1])
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        write_json(old, rows)
+    md = "\n".join(["# `bdscan scan` on lab models (issue 5)", "", f"Machine: {machine()}.", "",
+                    "Samples: 10 clean Fashion-MNIST test images per class (`examples/samples` at 28x28). "
+                    "CA and ASR of each model on the full Fashion-MNIST test set (10,000 images). "
+                    "`scan s` is the report's own time; `wall s` includes process start and model loading.", "",
+                    _table(rows), "", _summary(rows), "", _missing(rows), "",
+                    "Produced by `python -m benchmarks.scan_table`; every number comes from that run "
+                    "(raw values: benchmarks/scan_results.json).", ""])
+    (HERE / "SCAN_RESULTS.md").write_text(md)
+    print(md)
+    return 0
+
+
+def _table(rows) -> str:
+    head = ["model", "architecture", "file", "attack (target)", "CA", "ASR", "flagged", "found class", "score",
+            "scan s", "wall s", "correct"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        atk = "none (clean)" if r["attack"] == "none" else f"{r['attack']} ({r['target']})"
+        asr = "—" if r["asr"] is None else f"{r['asr']:.2%}"
+        if r.get("suspected") is None:
+            lines.append(f"| {r['model']} | {r['arch']} | {r['format']} | {atk} | {r['ca']:.2%} | {asr} | error | — "
+                         f"| — | — | {r['wall_s']:.1f} | no: {r.get('error')} |")
+            continue
+        lines.append(f"| {r['model']} | {r['arch']} | {r['format']} | {atk} | {r['ca']:.2%} | {asr} | "
+                     f"{'yes' if r['suspected'] else 'no'} | {'—' if r['found'] is None else r['found']} | {r['score']:.2f} (thr {r['threshold']}) | "
+                     f"{r['scan_s']:.1f} | {r['wall_s']:.1f} | {'yes' if r['ok'] else 'NO'} |")
+    return "\n".join(lines)
+
+
+def _missing(rows) -> str:
+    done = {r["model"] for r in rows}
+    gaps = [e.name for e in SCAN_MODELS if e.name not in done]
+    return f"Not measured (no row in scan_results.json): {', '.join(gaps)}." if gaps else "Every model measured."
+
+
+def _summary(rows) -> str:
+    bad = [r for r in rows if r["attack"] != "none"]
+    clean = [r for r in rows if r["attack"] == "none"]
+    wall = [r["wall_s"] for r in rows]
+    if not rows:
+        return "No model scanned."
+    return (f"- Backdoored models with the target class found: {sum(r['ok'] for r in bad)} of {len(bad)}.\n"
+            f"- Clean models not flagged: {sum(r['ok'] for r in clean)} of {len(clean)}.\n"
+            f"- Wall time per model: mean {statistics.mean(wall):.1f} s, worst {max(wall):.1f} s "
+            f"(aim: under {AIM_S:.0f} s; {sum(w < AIM_S for w in wall)} of {len(wall)} under).")
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
