@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import machine, measure, pct, run_cli, sample_dirs, write_json
+from benchmarks.common import earlier_rows, machine, measure, pct, run_cli, sample_dirs, write_json
 from benchmarks.zoo import CLEAN_MODELS, HERE, make
 
 OUT = HERE / "out" / "clean"
@@ -93,8 +93,7 @@ def main(argv: list[str]) -> int:
     torch.set_num_threads(2)
     wanted = set(argv)
     old = HERE / "clean_results.json"
-    # a partial rerun (some models named) keeps the other models' earlier rows
-    rows = [r for r in json.loads(old.read_text()) if wanted and r["model"] not in wanted] if old.exists() else []
+    rows = earlier_rows(old, wanted)
     report_only = "--report-only" in wanted  # rebuild CLEAN_RESULTS.md from clean_results.json, run nothing
     for entry in CLEAN_MODELS:
         if report_only or (wanted and entry.name not in wanted):

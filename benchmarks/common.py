@@ -127,3 +127,10 @@ def write_json(path: Path, doc) -> None:
     tmp = path.with_suffix(path.suffix + ".partial")
     tmp.write_text(json.dumps(doc, indent=2))
     os.replace(tmp, path)
+
+
+def earlier_rows(path: Path, wanted: set[str]) -> list[dict]:
+    """A partial rerun (some models named) keeps the other models' rows from the last run."""
+    if not path.exists() or not wanted:
+        return []
+    return [r for r in json.loads(path.read_text()) if r["model"] not in wanted]

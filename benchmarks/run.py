@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import machine, measure, pct, run_child, sample_dirs, split_indices, test_set, write_json
+from benchmarks.common import earlier_rows, machine, measure, pct, run_child, sample_dirs, split_indices, test_set, write_json
 from benchmarks.zoo import CLEAN_MODELS, HERE, SCAN_MODELS, make
 
 PEERS = ("finetune", "fine-pruning", "clp", "anp")
@@ -70,7 +70,7 @@ def main(argv: list[str]) -> int:
     torch.set_num_threads(2)
     wanted = set(argv)
     old = HERE / "results.json"
-    rows = [r for r in json.loads(old.read_text()) if wanted and r["model"] not in wanted] if old.exists() else []
+    rows = earlier_rows(old, wanted)
     cleaned_rows = json.loads((HERE / "clean_results.json").read_text()) if (HERE / "clean_results.json").exists() else []
     for entry in entries():
         if wanted and entry.name not in wanted:

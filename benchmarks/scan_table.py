@@ -16,7 +16,7 @@ import sys
 
 import torch
 
-from benchmarks.common import machine, run_cli, sample_dirs, write_json
+from benchmarks.common import earlier_rows, machine, run_cli, sample_dirs, write_json
 from benchmarks.zoo import HERE, SCAN_MODELS, make
 
 OUT = HERE / "out" / "scan"
@@ -27,7 +27,7 @@ def main(argv: list[str]) -> int:
     torch.set_num_threads(2)
     wanted = set(argv)
     old = HERE / "scan_results.json"
-    rows = [r for r in json.loads(old.read_text()) if wanted and r["model"] not in wanted] if old.exists() else []
+    rows = earlier_rows(old, wanted)
     report_only = "--report-only" in wanted  # rebuild SCAN_RESULTS.md from scan_results.json, run nothing
     for entry in SCAN_MODELS:
         if report_only or (wanted and entry.name not in wanted):

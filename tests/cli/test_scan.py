@@ -115,8 +115,7 @@ def test_settings_file_gives_defaults_and_flags_win(tmp_path, monkeypatch):
 def test_pre_commit_hook_runs_for_real(tmp_path):
     """pre-commit try-repo with this repository's hook on a git repo holding a model file."""
     pre_commit = Path(sys.executable).parent / "pre-commit"
-    if not pre_commit.exists():
-        pytest.skip("pre-commit is not installed (pip install '.[test]')")
+    assert pre_commit.exists(), "pre-commit is part of the test extra: pip install '.[test]'"
     repo = tmp_path / "repo"
     repo.mkdir()
     path, _, _ = make_model_file(repo, "bdscan.small_cnn", classes=3, name="net")
