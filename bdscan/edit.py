@@ -73,18 +73,13 @@ def _scale_rows(t: torch.Tensor | None, beta: torch.Tensor) -> None:
 def dampen(model: nn.Module, plan: EditPlan, layers: list[UnitLayer]) -> nn.Module:
     """A copy of ``model`` whose selected units produce beta times their old output."""
     edited = copy.deepcopy(model)
-    kinds = {u.name: u.kind for u in layers}
     for name, beta in plan.betas.items():
         if bool((beta >= 1).all()):
             continue
         module = edited.get_submodule(name)
-        if kinds.get(name) == "bn" or isinstance(module, nn.BatchNorm2d):
-            # BN output is gamma * xhat + b: scaling gamma and b scales the channel
-            _scale_rows(module.weight, beta)
-            _scale_rows(module.bias, beta)
-        else:  # conv filter or linear row, with its bias
-            _scale_rows(module.weight, beta)
-            _scale_rows(module.bias, beta)
+        # BN (gamma * xhat + b), conv filter or linear row: scaling weight rows and bias scales the unit
+        _scale_rows(module.weight, beta)
+        _scale_rows(module.bias, beta)
     return edited
 
 

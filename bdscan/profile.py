@@ -16,9 +16,6 @@ from torch import nn
 
 from bdscan.errors import UsageError
 
-UNIT_TYPES = (nn.BatchNorm2d, nn.Conv2d, nn.Linear)
-
-
 @dataclass(frozen=True)
 class UnitLayer:
     name: str  # dotted module name

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional
 
 import typer
@@ -10,8 +9,6 @@ import typer
 
 ArchOpt = typer.Option(None, "--arch", help="Architecture name (e.g. torchvision.resnet18) or module:callable; "
                        "overrides the file's metadata.")
-SamplesOpt = typer.Option(..., "--samples", "-s", help="Folder of clean images: DIR/<class>/*.png, class by "
-                          "index or label name.", exists=False)
 MeanOpt = typer.Option(None, "--mean", help="Per-channel input mean, comma-separated (overrides metadata).")
 StdOpt = typer.Option(None, "--std", help="Per-channel input std, comma-separated (overrides metadata).")
 
@@ -24,6 +21,3 @@ def parse_floats(text: Optional[str], flag: str) -> Optional[list[float]]:
     except ValueError:
         raise typer.BadParameter(f"{text!r} is not a comma-separated list of numbers", param_hint=flag) from None
 
-
-def model_path(path: Path) -> Path:
-    return path
