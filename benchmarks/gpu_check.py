@@ -26,6 +26,7 @@ from bdscan.lab.fmnist import load_fashion_mnist, to_tensor
 from bdscan.lab.train import evaluate, train_backdoored
 from bdscan.model import ModelSpec, Normalized, write_model
 from bdscan.model.registry import build
+from bdscan.outputs import write_clean_outputs
 from bdscan.pipeline import clean, scan
 from bdscan.settings import CleanSettings
 
@@ -39,8 +40,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--smoke", action="store_true", help="tiny CPU run that checks the script")
     ap.add_argument("--archs", default="torchvision.resnet18,torchvision.resnet50")
+    ap.add_argument("--json", type=Path, help="also write the figures here (the rows of benchmarks/gpu_results.json)")
     args = ap.parse_args()
+    rows = []
     device = "cpu" if args.smoke else "cuda"
+    torch.backends.cudnn.benchmark = True
     size, n_train, epochs = (32, 2000, 1) if args.smoke else (224, 12000, 1)
     root = os.environ.get("FMNIST_ROOT")
     print(json.dumps({"device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
@@ -69,6 +73,9 @@ def main() -> None:
             torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
         outcome = clean(path, samples, CleanSettings(target_class=0, device=device))
+        t1 = time.perf_counter()
+        doc = write_clean_outputs(outcome, work / f"out-{arch}") if outcome.module is not None else {}
+        write_s = time.perf_counter() - t1
         clean_s = time.perf_counter() - t0
         peak_clean = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None
         after = evaluate(Normalized(outcome.module, spec).to(device), x_eval, y_eval, attack) if outcome.module else {}
@@ -78,15 +85,19 @@ def main() -> None:
         sc = scan(path, samples, device=device)
         scan_s = time.perf_counter() - t0
         peak_scan = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None
-        print(json.dumps({
+        rows.append({
             "arch": arch, "train_s": round(train_s, 1),
             "clean_s": round(clean_s, 2), "clean_s_excl_load": round(clean_s - outcome.timings.get("load", 0), 2),
-            "clean_stages": {k: round(v, 2) for k, v in outcome.timings.items()}, "peak_gpu_gib_clean": peak_clean,
+            "clean_stages": {**{k: round(v, 2) for k, v in outcome.timings.items()}, "write outputs": round(write_s, 2)},
+            "onnx_provider": next((o.get("onnx_provider") for o in doc.get("outputs", []) if o.get("format") == "onnx"), None), "peak_gpu_gib_clean": peak_clean,
             "ca_before": before["ca"], "asr_before": before["asr"], "ca_after": after.get("ca"),
             "asr_after": after.get("asr"), "verdict": outcome.removed,
             "scan_s": round(scan_s, 2), "scan_suspected": sc.detection.suspected, "scan_target": sc.detection.target,
             "peak_gpu_gib_scan": peak_scan,
-        }), flush=True)
+        })
+        print(json.dumps(rows[-1]), flush=True)
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ def load_attack(path: Path, spec: ModelSpec) -> Attack | None:
 def make_lab_model(
     out: Path, *, arch: str = "bdscan.small_cnn", attack: str | None = "badnets", size: int = 28,
     channels: int = 1, epochs: int = 3, target: int = 0, seed: int = 0, rate: float = 0.1,
-    train_limit: int | None = None, progress=None, onnx: bool = False,
+    train_limit: int | None = None, progress=None, onnx: bool = False, device: str = "cpu",
 ) -> LabModel:
     """Train (or reuse when ``out`` exists) a Fashion-MNIST model, backdoored with ``attack`` or clean."""
     spec = ModelSpec(arch, 10, (channels, size, size), labels=FMNIST_LABELS)
@@ -83,9 +83,10 @@ def make_lab_model(
         x, y = fmnist("train", size, channels, train_limit)
         torch.manual_seed(seed)
         if atk is not None:
-            model = train_backdoored(model, atk, x, y, epochs=epochs, rate=rate, seed=seed, progress=progress)
+            model = train_backdoored(model, atk, x, y, epochs=epochs, rate=rate, seed=seed, progress=progress,
+                                     device=device).cpu()
         else:
-            model = train_clean(model, x, y, epochs=epochs, seed=seed, progress=progress)
+            model = train_clean(model, x, y, epochs=epochs, seed=seed, progress=progress, device=device).cpu()
         seconds = time.perf_counter() - t0
         out.parent.mkdir(parents=True, exist_ok=True)
         meta = {**spec.to_metadata(), "lab_attack": attack or "none", "lab_target": str(target)}
