@@ -119,9 +119,35 @@ def write_md(rows) -> str:
                     "work (process start, torch import and model loading included). Peer defences: see "
                     "benchmarks/peers.py for each paper's rule and where this implementation departs from it.", "",
                     _table(rows), "", "## Per defence", "", _summary(rows), "", _missing(rows), "",
-                    "Produced by `python -m benchmarks.run`; raw values in benchmarks/results.json.", ""])
+                    "Produced by `python -m benchmarks.run`; raw values in benchmarks/results.json.", "",
+                    _gpu_section(), ""])
     (HERE / "RESULTS.md").write_text(md)
     return md
+
+
+def _gpu_section() -> str:
+    """Issue 9: the GPU check (benchmarks/gpu_check.sh), from gpu_results.json when a GPU run recorded one."""
+    path = HERE / "gpu_results.json"
+    if not path.exists():
+        return "## GPU check\n\nNot run: no GPU machine was available (run benchmarks/gpu_check.sh on one)."
+    doc = json.loads(path.read_text())
+    head = ["model (224x224)", "train s", "CA before", "CA after", "ASR before", "ASR after", "clean s (excl. load)",
+            "stages s", "peak GPU GiB clean", "scan s", "scan verdict", "peak GPU GiB scan"]
+    lines = [f"## GPU check: {doc['card']}, torch {doc['header']['torch']}, {doc['date']}", "",
+             "BadNets (target 0) trained for one epoch on 12,000 Fashion-MNIST images upscaled to 224x224 RGB; "
+             "`clean` (target known, 10 images per class) and `scan` on CUDA with bf16 autocast; CA/ASR on 1,000 "
+             "test images the tool never saw. Aim: `clean` of resnet50 under 10 s excluding model load.", "",
+             f"Device tests (tests/test_gpu.py, tests/test_devices.py): {doc['device_tests']}."
+             + (f" Failure: {doc['device_test_failure']}." if doc.get("device_test_failure") else ""), "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in doc["rows"]:
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in r["clean_stages"].items())
+        verdict = f"suspected, class {r['scan_target']}" if r["scan_suspected"] else "not suspected"
+        lines.append(f"| {r['arch']} | {r['train_s']:.1f} | {pct(r['ca_before'])} | {pct(r['ca_after'])} | "
+                     f"{pct(r['asr_before'])} | {pct(r['asr_after'])} | {r['clean_s_excl_load']:.1f} | {stages} | "
+                     f"{r['peak_gpu_gib_clean']:.2f} | {r['scan_s']:.1f} | {verdict} | {r['peak_gpu_gib_scan']:.2f} |")
+    lines += ["", f"Source: {doc['source']}."]
+    return "\n".join(lines)
 
 
 def _missing(rows) -> str:
