@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bdscan.devices import autocast
+from bdscan.devices import full_precision
 from bdscan.observer import NULL_OBSERVER, Observer
 
 
@@ -70,7 +70,7 @@ def invert_triggers(
     settings: InversionSettings = InversionSettings(), seed: int = 0, observer: Observer = NULL_OBSERVER,
 ) -> dict[int, Trigger]:
     """Synthesise a trigger per class in ``classes``; ``model`` takes pixel-space input in [0,1]."""
-    with frozen(model):
+    with frozen(model), full_precision(next(model.parameters()).device):
         return _invert(model, x, y, classes, settings, seed, observer)
 
 
@@ -100,8 +100,7 @@ def _invert(model, x, y, classes, settings: InversionSettings, seed: int, observ
             m = torch.sigmoid(mask_p)
             p = torch.sigmoid(pat_p)
             xs = (1 - m[:, None]) * xb[None] + m[:, None] * p[:, None]  # K,B,C,H,W
-            with autocast(device):
-                logits = model(xs.reshape(-1, c, h, w)).float().reshape(k_n, settings.batch, -1)
+            logits = model(xs.reshape(-1, c, h, w)).float().reshape(k_n, settings.batch, -1)
             weight = (yb[None] != target[:, None]).float()  # images of the class itself do not count
             ce = F.cross_entropy(logits.transpose(1, 2), target[:, None].expand(-1, settings.batch), reduction="none")
             ce = (ce * weight).sum(1) / weight.sum(1).clamp(min=1)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from typing import Callable, TypeVar
 
 import torch
@@ -36,6 +36,21 @@ def autocast(device: torch.device):
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return nullcontext()
+
+
+@contextmanager
+def full_precision(device: torch.device):
+    """Plain fp32 on CUDA (no TF32) for trigger inversion: its small masks do not survive reduced precision
+    (under bf16 the bundled example's synthesised mask came out 12x larger and 6% ASR survived cleaning)."""
+    if device.type != "cuda":
+        yield
+        return
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def prepare(model: nn.Module, device: torch.device) -> nn.Module:

@@ -1,5 +1,9 @@
-"""CI-sized benchmark: the lab's attacks really implant a backdoor, and bdscan's cleaning (target known)
-beats plain fine-tuning on the same 10 clean images per class.
+"""CI-sized benchmark (issue 4): the lab's attacks really implant a backdoor, and bdscan's cleaning (target
+known) beats plain fine-tuning on ASR with the same 10 clean images per class.
+
+Fine-tuning is compared at equal clean accuracy: of its learning rates, those whose CA stays within a point of
+bdscan's, the one with the lowest ASR (chosen on the measure set itself, which favours fine-tuning). A higher
+rate lowers ASR only by wrecking CA (lr 1e-2 cost 44 points on the bundled example).
 
 Needs Fashion-MNIST (Debian package dataset-fashion-mnist, see benchmarks/CI_NOTE.md). About 5 minutes on
 two quiet cores.
@@ -15,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # benchmarks/ is a folder of scripts, not an installed package
 
 from benchmarks.common import split_indices, write_folder  # noqa: E402
@@ -25,6 +29,7 @@ from bdscan.lab.zoo import fmnist, make_lab_model  # noqa: E402
 from bdscan.model import Normalized, load_model  # noqa: E402
 
 BDSCAN = str(Path(sys.executable).with_name("bdscan"))
+FT_RATES = (1e-3, 3e-3, 1e-2)
 
 
 @pytest.mark.slow
@@ -49,7 +54,12 @@ def test_attack_works_and_bdscan_beats_finetuning(tmp_path, attack):
 
     orig = load_model(lm.path)
     xs = (x[samples] * 255 + 0.5).floor() / 255  # the 8-bit values bdscan read from the PNGs
-    ft = evaluate(finetune(Normalized(orig.module, orig.spec), xs, y[samples]), xm, ym, lm.attack)
+    runs = {lr: evaluate(finetune(Normalized(orig.module, orig.spec), xs, y[samples], lr=lr), xm, ym, lm.attack)
+            for lr in FT_RATES}
+    fair = [r for r in runs.values() if r["ca"] >= mine["ca"] - 0.01]
+    assert fair, f"no fine-tuning rate keeps CA near bdscan's {mine['ca']:.2%}: {runs}"
+    ft = min(fair, key=lambda r: r["asr"])
 
-    assert mine["asr"] < ft["asr"], f"bdscan ASR {mine['asr']:.2%} vs fine-tuning {ft['asr']:.2%}"
-    assert mine["ca"] >= lm.ca - 0.05
+    assert mine["asr"] <= 0.02, f"bdscan left ASR {mine['asr']:.2%}"
+    assert mine["asr"] <= ft["asr"], f"bdscan ASR {mine['asr']:.2%} vs fine-tuning {ft['asr']:.2%} (at equal CA)"
+    assert mine["ca"] >= lm.ca - 0.02, f"bdscan CA {lm.ca:.2%} -> {mine['ca']:.2%}"
