@@ -146,6 +146,8 @@ def _gpu_section() -> str:
         lines.append(f"| {r['arch']} | {r['train_s']:.1f} | {pct(r['ca_before'])} | {pct(r['ca_after'])} | "
                      f"{pct(r['asr_before'])} | {pct(r['asr_after'])} | {r['clean_s_excl_load']:.1f} | {stages} | "
                      f"{r['peak_gpu_gib_clean']:.2f} | {r['scan_s']:.1f} | {verdict} | {r['peak_gpu_gib_scan']:.2f} |")
+    if doc.get("note"):
+        lines += ["", doc["note"]]
     lines += ["", f"Source: {doc['source']}."]
     return "\n".join(lines)
 
