@@ -32,6 +32,9 @@ class Samples:
         index = torch.as_tensor(index, dtype=torch.long)
         return Samples(self.x[index], self.y[index], tuple(self.paths[i] for i in index.tolist()))
 
+    def __add__(self, other: "Samples") -> "Samples":
+        return Samples(torch.cat([self.x, other.x]), torch.cat([self.y, other.y]), self.paths + other.paths)
+
     def of_class(self, k: int) -> "Samples":
         return self.subset(torch.nonzero(self.y == k).flatten())
 

@@ -70,18 +70,21 @@ def augment(x: torch.Tensor, g: torch.Generator, shift: float = 0.1, mix: float 
     return out
 
 
-def _score(acc: float, asr: float | None) -> float:
-    # removing the backdoor comes first; accuracy breaks ties
-    return acc - 3.0 * (asr or 0.0)
+def score(fidelity: float, asr: float | None, asr_bar: float) -> float:
+    """How good an edited model is: attack success above half the bar costs 3x its share; below that the
+    backdoor counts as removed and agreement with the original on clean images decides (chasing the last
+    held-out image or two cost points of accuracy)."""
+    return fidelity - 3.0 * max(0.0, (asr or 0.0) - asr_bar / 2)
 
 
 def repair(
     model: nn.Module, teacher: nn.Module, masks: dict[str, torch.Tensor], *, train: tuple[torch.Tensor, torch.Tensor],
     forget_train: tuple[torch.Tensor, torch.Tensor] | None, validate, settings: RepairSettings = RepairSettings(),
-    device: torch.device = torch.device("cpu"), seed: int = 0, observer: Observer = NULL_OBSERVER,
+    device: torch.device = torch.device("cpu"), seed: int = 0, observer: Observer = NULL_OBSERVER, asr_bar: float = 0.02,
     inner=None,
 ) -> tuple[nn.Module, RepairOutcome]:
-    """Fine-tune ``model`` (pixel-space) in place of a copy; ``validate(model) -> (acc, asr)`` picks the epoch.
+    """Fine-tune ``model`` (pixel-space) in place of a copy; ``validate(model) -> (acc, asr, fidelity)`` picks the epoch
+    (fidelity: agreement with the original on held-out clean images).
 
     ``inner(model)`` names the module whose sub-module names ``masks`` uses (the wrapped network).
     """
@@ -98,9 +101,9 @@ def repair(
     params = [p for p in work.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=settings.lr)
     amp = autocast(device)
-    acc0, asr0 = validate(work)
-    best = (_score(acc0, asr0), 0, copy.deepcopy(work.state_dict()))
-    history = [{"epoch": 0, "accuracy": acc0, "asr": asr0}]
+    acc0, asr0, fid0 = validate(work)
+    best = (score(fid0, asr0, asr_bar), 0, copy.deepcopy(work.state_dict()))
+    history = [{"epoch": 0, "accuracy": acc0, "asr": asr0, "fidelity": fid0}]
     bs = settings.batch_size
     t = settings.temperature
     observer.start("repair", "repair fine-tune", settings.epochs)
@@ -128,11 +131,11 @@ def repair(
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-            acc, asr = validate(work)
-            history.append({"epoch": epoch, "accuracy": acc, "asr": asr})
-            score = _score(acc, asr)
-            if score > best[0] + (settings.min_gain if best[1] == 0 else 0.0) + 1e-9:
-                best = (score, epoch, copy.deepcopy(work.state_dict()))
+            acc, asr, fid = validate(work)
+            history.append({"epoch": epoch, "accuracy": acc, "asr": asr, "fidelity": fid})
+            value = score(fid, asr, asr_bar)
+            if value > best[0] + (settings.min_gain if best[1] == 0 else 0.0) + 1e-9:
+                best = (value, epoch, copy.deepcopy(work.state_dict()))
             observer.advance("repair")
     finally:
         for h in handles:

@@ -63,3 +63,19 @@ def write_samples(root: Path, shape=(28, 28), classes=3, per_class=2, by_label=N
 
 def read_json(text: str):
     return json.loads(text)
+
+
+def write_trigger_samples(root: Path) -> Path:
+    """The example's samples outside the target class, stamped with the example's real BadNets trigger."""
+    from bdscan.data import load_samples, save_image
+    from bdscan.lab.zoo import load_attack
+    from bdscan.model import load_model
+
+    model = EXAMPLES / "models" / "badnets-cnn.safetensors"
+    spec = load_model(model).spec
+    attack = load_attack(model, spec)
+    samples = load_samples(EXAMPLES / "samples", spec).not_class(attack.target)
+    for i, (img, y) in enumerate(zip(attack.apply(samples.x), samples.y.tolist())):
+        (root / str(y)).mkdir(parents=True, exist_ok=True)
+        save_image(img, root / str(y) / f"t{i:03d}.png")
+    return root

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.conftest import write_trigger_samples
+
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "examples" / "models" / "badnets-cnn.safetensors"
 SAMPLES = ROOT / "examples" / "samples"
@@ -34,27 +36,13 @@ def stable(report: dict) -> dict:
     return doc
 
 
-def write_trigger_samples(root: Path) -> Path:
-    """The example's samples outside the target class, stamped with the example's real BadNets trigger."""
-    from bdscan.data import load_samples, save_image
-    from bdscan.lab.zoo import load_attack
-    from bdscan.model import load_model
-
-    spec = load_model(MODEL).spec
-    attack = load_attack(MODEL, spec)
-    samples = load_samples(SAMPLES, spec).not_class(attack.target)
-    for i, (img, y) in enumerate(zip(attack.apply(samples.x), samples.y.tolist())):
-        (root / str(y)).mkdir(parents=True, exist_ok=True)
-        save_image(img, root / str(y) / f"t{i:03d}.png")
-    return root
 
 
 @pytest.mark.slow
 def test_clean_twice_with_one_seed_gives_identical_outputs(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "BDSCAN_DEBUG"}
     env.update(NO_COLOR="1")
-    # real trigger images: the backdoor is removed (so both model files are written and compared) and the
-    # run skips trigger synthesis, the slowest stage
+    # real trigger images: the backdoor is removed, so both model files are written and compared
     trig = write_trigger_samples(tmp_path / "trigger")
     args = ["clean", str(MODEL), "--samples", str(SAMPLES), "--trigger-samples", str(trig), "--epochs", "3",
             "--seed", "1", "--device", "cpu", "--format", "json", "--quiet"]
