@@ -27,6 +27,7 @@ def test_clean_removes_bundled_backdoor(tmp_path):
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
     assert doc["verdict"] == "removed"
+    assert any("synthesised" in w for w in doc["warnings"]), "a target-known verdict must say what it measured"
     assert sha256_file(MODEL) == before_sha, "the input must never change"
     assert sorted(p.name for p in out.iterdir()) == [
         "badnets-cnn.onnx", "badnets-cnn.safetensors", "report.html", "report.json", "report.md"]
@@ -100,6 +101,7 @@ def test_clean_with_real_trigger_images_removes_backdoor(tmp_path):
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
     assert doc["mode"] == "bdk" and doc["target_class"] == 0 and doc["verdict"] == "removed"
+    assert not any("synthesised" in w for w in doc["warnings"]), "real trigger images back this verdict"
     cleaned = load_model(out / "badnets-cnn.safetensors")
     ref = evaluate(Normalized(original.module, original.spec), x, y, attack)
     res = evaluate(Normalized(cleaned.module, cleaned.spec), x, y, attack)

@@ -119,4 +119,8 @@ def _warnings(o: CleanOutcome) -> list[str]:
     if o.after is not None and o.after.asr is not None and o.after.n_forget < LOW_EVIDENCE:
         out.append(f"only {o.after.n_forget} held-out triggered images measured the attack success rate; give "
                    f"more trigger samples (at least {LOW_EVIDENCE // 0.3:.0f}) for a verdict that a 2% bar can trust")
+    if o.removed and o.mode in ("target", "detected"):
+        out.append("the verdict measures a synthesised patch-or-blend trigger; a warp or image-wide trigger can "
+                   "survive it (a WaNet resnet18 kept 66% attack success): confirm with real trigger images "
+                   "(--trigger-samples) where you have them")
     return out
