@@ -1,9 +1,10 @@
 """CI-sized benchmark (issue 4): the lab's attacks really implant a backdoor, and bdscan's cleaning (target
 known) beats plain fine-tuning on ASR with the same 10 clean images per class.
 
-Fine-tuning is compared at equal clean accuracy: of its learning rates, those whose CA stays within a point of
-bdscan's, the one with the lowest ASR (chosen on the measure set itself, which favours fine-tuning). A higher
-rate lowers ASR only by wrecking CA (lr 1e-2 cost 44 points on the bundled example).
+Fine-tuning runs at three learning rates. The one a user would ship is the one that keeps the most clean
+accuracy (chosen on the measure set itself, which favours fine-tuning): bdscan must leave less ASR than it. And no
+rate may beat bdscan on ASR while keeping CA within a point of bdscan's. A high rate lowers ASR only by wrecking CA
+(lr 1e-2 cost 44 points on the bundled example).
 
 Needs Fashion-MNIST (Debian package dataset-fashion-mnist, see benchmarks/CI_NOTE.md). About 5 minutes on
 two quiet cores.
@@ -12,6 +13,7 @@ two quiet cores.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -32,11 +34,19 @@ BDSCAN = str(Path(sys.executable).with_name("bdscan"))
 FT_RATES = (1e-3, 3e-3, 1e-2)
 
 
+def _have_fmnist() -> bool:
+    from bdscan.lab.fmnist import DEFAULT_ROOT
+
+    return (DEFAULT_ROOT / "train-images-idx3-ubyte.gz").exists()
+
+
 @pytest.mark.slow
+@pytest.mark.skipif(not _have_fmnist() and not os.environ.get("CI"),
+                    reason="needs the Debian package dataset-fashion-mnist (.ci/system-deps); CI never skips")
 @pytest.mark.parametrize("attack", ["badnets", "blended"])
 def test_attack_works_and_bdscan_beats_finetuning(tmp_path, attack):
     torch.set_num_threads(2)
-    lm = make_lab_model(tmp_path / f"{attack}.safetensors", attack=attack, epochs=2, train_limit=6000)
+    lm = make_lab_model(tmp_path / f"{attack}.safetensors", attack=attack, epochs=3, train_limit=20000)
     assert lm.asr >= 0.90, f"{attack}: ASR {lm.asr:.2%} on the test set"
 
     x, y = fmnist("test")
@@ -56,10 +66,12 @@ def test_attack_works_and_bdscan_beats_finetuning(tmp_path, attack):
     xs = (x[samples] * 255 + 0.5).floor() / 255  # the 8-bit values bdscan read from the PNGs
     runs = {lr: evaluate(finetune(Normalized(orig.module, orig.spec), xs, y[samples], lr=lr), xm, ym, lm.attack)
             for lr in FT_RATES}
-    fair = [r for r in runs.values() if r["ca"] >= mine["ca"] - 0.01]
-    assert fair, f"no fine-tuning rate keeps CA near bdscan's {mine['ca']:.2%}: {runs}"
-    ft = min(fair, key=lambda r: r["asr"])
+    ref = evaluate(Normalized(orig.module, orig.spec), xm, ym, lm.attack)
+    shipped = max(runs.values(), key=lambda r: r["ca"])
 
     assert mine["asr"] <= 0.02, f"bdscan left ASR {mine['asr']:.2%}"
-    assert mine["asr"] <= ft["asr"], f"bdscan ASR {mine['asr']:.2%} vs fine-tuning {ft['asr']:.2%} (at equal CA)"
-    assert mine["ca"] >= lm.ca - 0.02, f"bdscan CA {lm.ca:.2%} -> {mine['ca']:.2%}"
+    assert mine["ca"] >= ref["ca"] - 0.02, f"bdscan CA {ref['ca']:.2%} -> {mine['ca']:.2%}"
+    assert mine["asr"] < shipped["asr"], f"bdscan ASR {mine['asr']:.2%} vs fine-tuning {shipped} ({runs})"
+    for lr, r in runs.items():
+        if r["ca"] >= mine["ca"] - 0.01:
+            assert mine["asr"] <= r["asr"], f"fine-tuning at lr {lr} beats bdscan at equal CA: {r} vs {mine}"
