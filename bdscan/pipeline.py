@@ -59,8 +59,7 @@ class ForgetSet:
     val: Samples
     trigger: Trigger | None = None
     clean_train: torch.Tensor | None = None  # the same images without the trigger (synthesised triggers)
-    real: Samples | None = None  # BDK: the user's trigger images, held-in part (also inside ``train``)
-    real_val: Samples | None = None  # BDK: their held-out part; the verdict rests on them too
+    real_val: Samples | None = None  # BDK: the user's held-out trigger images; the verdict rests on them too
 
 
 @dataclass
@@ -117,7 +116,7 @@ def forget_set(
         trigger = _synthesise(wrapper, held_in, t, settings, observer, timer)
         return ForgetSet("bdk", t, _triggered(trigger, held_in, t) + tr,
                          _triggered_val(trigger, held_out, t, settings.seed), trigger, held_in.not_class(t).x,
-                         real=tr, real_val=va), None
+                         real_val=va), None
     if settings.forget == "class":
         if t is None:
             raise UsageError("--forget class needs --target-class")
@@ -226,37 +225,23 @@ def search_edit(
 
 def _remap_data(model: nn.Module, head: str, normalise, forget: ForgetSet, retain: Samples, g: torch.Generator,
                 copies: int = 4):
-    """Head inputs for clean images (kept as they are) and triggered images, and what the head should output
-    for the triggered ones: the clean twin's output where the trigger was synthesised (pairs, augmented too),
-    else the mean clean output of the image's true class (or of all classes when unlabelled)."""
+    """Head inputs for clean images (kept as they are) and for images with the synthesised trigger, and what the
+    head should output for those: their clean twin's output (pairs, augmented too). None without a trigger."""
     from bdscan.profile import layer_inputs
     from bdscan.repair import augment
 
+    if forget.trigger is None or forget.clean_train is None:  # --forget class: nothing to remap
+        return None
     layer = model.get_submodule(head)
 
     def inputs(x):
         return layer_inputs(model, head, normalise(x))
 
-    def outputs(h):
-        with torch.no_grad():
-            return layer(h.to(layer.weight.device)).double().cpu()
-
     h_r = inputs(torch.cat([retain.x] + [augment(retain.x, g) for _ in range(copies)]))
-    if forget.mode == "class":
-        return None
-
-    def to_class_means(s: Samples):  # real trigger images: toward the mean clean output of their true class
-        h_f = inputs(torch.cat([s.x] + [augment(s.x, g, mix=0.0) for _ in range(copies)]))
-        out_r = outputs(inputs(retain.x))
-        overall = out_r.mean(0)
-        means = {int(k): out_r[retain.y == k].mean(0) for k in torch.unique(retain.y)}
-        return h_f, torch.stack([means.get(int(k), overall) for k in s.y]).repeat(copies + 1, 1)
-
-    if forget.trigger is not None and forget.clean_train is not None:
-        clean = torch.cat([forget.clean_train] + [augment(forget.clean_train, g, mix=0.0) for _ in range(copies)])
-        return h_r, inputs(forget.trigger.apply(clean)), outputs(inputs(clean))
-    h_f, targets = to_class_means(forget.train)
-    return h_r, h_f, targets
+    clean = torch.cat([forget.clean_train] + [augment(forget.clean_train, g, mix=0.0) for _ in range(copies)])
+    with torch.no_grad():
+        targets = layer(inputs(clean).to(layer.weight.device)).double().cpu()
+    return h_r, inputs(forget.trigger.apply(clean)), targets
 
 
 def remap_head(inner, wrapper_of, forget: ForgetSet, retain: Samples, settings: CleanSettings, validate, observer, g):

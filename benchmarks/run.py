@@ -21,14 +21,14 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import earlier_rows, machine, measure, pct, run_child, sample_dirs, split_indices, test_set, write_json
-from benchmarks.zoo import CLEAN_MODELS, HERE, SCAN_MODELS, make
+from benchmarks.zoo import CLEAN_MODELS, HERE, LAB_MODELS, SCAN_MODELS, make
 
 PEERS = ("finetune", "fine-pruning", "clp", "anp")
 
 
 def entries():
     seen, out = set(), []
-    for e in CLEAN_MODELS + SCAN_MODELS:
+    for e in CLEAN_MODELS + SCAN_MODELS + LAB_MODELS:
         if e.attack and e.name not in seen:
             seen.add(e.name)
             out.append(e)
