@@ -246,7 +246,7 @@ def _remap_data(model: nn.Module, head: str, normalise, forget: ForgetSet, retai
 
 def remap_head(inner, wrapper_of, forget: ForgetSet, retain: Samples, settings: CleanSettings, validate, observer, g):
     """Activation-guided closed-form edit of the classifier head; the ridge is chosen by fidelity to the
-    original on augmented clean images and by attack success on held-out triggered images."""
+    original on augmented held-out clean images and by attack success on held-out triggered images."""
     from bdscan.profile import linear_layers
 
     candidates = linear_layers(inner)

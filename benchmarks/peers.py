@@ -13,8 +13,9 @@ bdscan.model.Normalized first) and return a new module; the input module is neve
 - anp: Wu & Wang 2021, "Adversarial Neuron Pruning": a mask m in [0,1] on every BN neuron and multiplicative
   perturbations (eps 0.4, random start, one signed step of eps, as in the paper's code) on its weight and
   bias; m minimises alpha * L(m) + (1 - alpha) * L(m + perturbation) (alpha 0.2, SGD lr 0.2, momentum 0.9);
-  the BN weight of neurons with m < 0.2 is zeroed. The paper runs 2,000 iterations on 1% of the training set
-  with BN in train mode; here 2,000 iterations on the 100 clean images (batch 100) with BN statistics frozen.
+  the BN weight of neurons with m < 0.2 is zeroed. The paper runs 2,000 iterations of batch 128 on 1% of the
+  training set with BN in train mode; here 2,000 iterations of batch 128 (the 100 clean images are one batch)
+  with BN statistics frozen.
 """
 
 from __future__ import annotations
@@ -149,14 +150,18 @@ class _ANPHooks:
 
 
 def anp(model: nn.Module, x: Tensor, y: Tensor, iters: int = 2000, eps: float = 0.4, step: float = 0.4,
-        alpha: float = 0.2, lr: float = 0.2, threshold: float = 0.2, seed: int = 0) -> nn.Module:
+        alpha: float = 0.2, lr: float = 0.2, threshold: float = 0.2, seed: int = 0, batch: int = 128) -> nn.Module:
     model = copy.deepcopy(model).eval()  # BN statistics stay frozen, as in the paper's code
     for p in model.parameters():
         p.requires_grad_(False)
     hooks = _ANPHooks(model, eps)
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.SGD(hooks.masks, lr=lr, momentum=0.9)
+    x_all, y_all = x, y
     for _ in range(iters):
+        if len(x_all) > batch:
+            idx = torch.randint(0, len(x_all), (batch,), generator=g)
+            x, y = x_all[idx], y_all[idx]
         # 1) perturbation: one signed ascent step from a random start, kept within eps
         hooks.reset_noise(g)
         hooks.perturb = True
