@@ -191,18 +191,21 @@ def _table(rows) -> str:
 
 
 def _summary(rows) -> str:
-    head = ["defence", "models", "mean ASR after", "worst ASR after", "mean CA drop (pt)", "worst CA drop (pt)",
-            "mean wall s"]
+    """Mean and worst per defence. A run that wrote no model (bdscan's verdict "not removed") counts with the
+    model left as it was: ASR and CA unchanged."""
+    head = ["defence", "models", "no model written", "mean ASR after", "worst ASR after", "mean CA drop (pt)",
+            "worst CA drop (pt)", "mean wall s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for d in dict.fromkeys(r["defence"] for r in rows):
-        rs = [r for r in rows if r["defence"] == d and r.get("asr_after") is not None]
+        rs = [r for r in rows if r["defence"] == d and not r.get("error")]
         if not rs:
-            lines.append(f"| {d} | 0 | — | — | — | — | — |")
+            lines.append(f"| {d} | 0 | — | — | — | — | — | — |")
             continue
-        asr = [r["asr_after"] for r in rs]
-        drop = [(r["ca_before"] - r["ca_after"]) * 100 for r in rs]
-        lines.append(f"| {d} | {len(rs)} | {statistics.mean(asr):.2%} | {max(asr):.2%} | {statistics.mean(drop):.2f} "
-                     f"| {max(drop):.2f} | {statistics.mean(r['wall_s'] for r in rs):.1f} |")
+        kept = [r for r in rs if r.get("asr_after") is None]
+        asr = [r["asr_before"] if r.get("asr_after") is None else r["asr_after"] for r in rs]
+        drop = [0.0 if r.get("ca_after") is None else (r["ca_before"] - r["ca_after"]) * 100 for r in rs]
+        lines.append(f"| {d} | {len(rs)} | {len(kept)} | {statistics.mean(asr):.2%} | {max(asr):.2%} | "
+                     f"{statistics.mean(drop):.2f} | {max(drop):.2f} | {statistics.mean(r['wall_s'] for r in rs):.1f} |")
     return "\n".join(lines)
 
 
