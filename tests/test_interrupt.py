@@ -34,9 +34,11 @@ def test_sigint_during_clean_leaves_nothing(tmp_path, out_exists):
     env = {k: v for k, v in os.environ.items() if k != "BDSCAN_DEBUG"}
     env.update(NO_COLOR="1", COLUMNS="300")
     proc = subprocess.Popen(
-        bdscan_cmd() + ["clean", str(MODEL), "--samples", str(SAMPLES), "--target-class", "0", "--epochs", "3",
+        bdscan_cmd() + ["clean", str(MODEL), "--samples", str(SAMPLES), "--target-class", "0", "--epochs", "60",
                         "--out", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=env, cwd=tmp_path,
+        # SIGINT at its default in bdscan whatever the runner inherited (a shell job started with & ignores it)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
@@ -47,7 +49,7 @@ def test_sigint_during_clean_leaves_nothing(tmp_path, out_exists):
             assert proc.poll() is None, f"clean ended before it was interrupted:\n{''.join(lines)}"
             assert time.monotonic() < deadline, f"no work stage reached:\n{''.join(lines)}"
             time.sleep(0.1)
-        time.sleep(1.0)  # well inside the stage's tensor work
+        time.sleep(0.5)  # inside the stage's tensor work (60 repair epochs keep the run going for a while)
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=120)
     finally:

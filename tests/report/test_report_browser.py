@@ -172,5 +172,6 @@ def test_report_written_by_bdscan_clean_in_chromium(browser, tmp_path):
     charts += ["chart-units"] if doc["edit"]["units_per_layer"] else []
     charts += ["chart-repair"] if doc["repair"] and doc["repair"]["history"] else []
     verdict = {"removed": "Backdoor removed", "not_removed": "Backdoor NOT removed"}[doc["verdict"]]
-    check_page(browser, tmp_path, None, verdict, charts + ["chart-timings"], len(doc["trigger"]["examples_png"]),
-               page=out / "report.html")
+    # BDK synthesises a trigger too: its mask and pattern are shown beside the examples
+    images = len(doc["trigger"]["examples_png"]) + (2 if doc["trigger"].get("synthesised") else 0)
+    check_page(browser, tmp_path, None, verdict, charts + ["chart-timings"], images, page=out / "report.html")
