@@ -79,3 +79,19 @@ def write_trigger_samples(root: Path) -> Path:
         (root / str(y)).mkdir(parents=True, exist_ok=True)
         save_image(img, root / str(y) / f"t{i:03d}.png")
     return root
+
+
+def measure_example(cleaned_path: Path, x=None, y=None) -> tuple[dict, dict]:
+    """CA and ASR of the bundled BadNets example and of a cleaned copy, on its 2,000 hold-out images unless
+    other images are given."""
+    from bdscan.lab.train import evaluate
+    from bdscan.lab.zoo import load_attack, load_npz
+    from bdscan.model import Normalized, load_model
+
+    model = EXAMPLES / "models" / "badnets-cnn.safetensors"
+    original, cleaned = load_model(model), load_model(cleaned_path)
+    attack = load_attack(model, original.spec)
+    if x is None:
+        x, y = load_npz(EXAMPLES / "holdout.npz")
+    return (evaluate(Normalized(original.module, original.spec), x, y, attack),
+            evaluate(Normalized(cleaned.module, cleaned.spec), x, y, attack))

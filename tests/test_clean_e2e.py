@@ -8,11 +8,10 @@ from typer.testing import CliRunner
 
 from bdscan.cli.app import app
 from bdscan.fileio import sha256_file
-from bdscan.lab.train import evaluate
 from bdscan.lab.zoo import load_attack, load_npz
-from bdscan.model import Normalized, load_model
+from bdscan.model import load_model
 from bdscan.model.onnx_io import parity
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, measure_example
 
 MODEL = EXAMPLES / "models" / "badnets-cnn.safetensors"
 SAMPLES = EXAMPLES / "samples"
@@ -33,13 +32,10 @@ def test_clean_removes_bundled_backdoor(tmp_path):
         "badnets-cnn.onnx", "badnets-cnn.safetensors", "report.html", "report.json", "report.md"]
     assert json.loads((out / "report.json").read_text())["verdict"] == "removed"
 
-    original = load_model(MODEL)
     cleaned = load_model(out / "badnets-cnn.safetensors")
     assert cleaned.metadata["source_sha256"] == before_sha and cleaned.metadata["bdscan_cleaned"] == "true"
-    attack = load_attack(MODEL, original.spec)
-    x, y = load_npz(EXAMPLES / "holdout.npz")
-    ref = evaluate(Normalized(original.module, original.spec), x, y, attack)
-    res = evaluate(Normalized(cleaned.module, cleaned.spec), x, y, attack)
+    x, _ = load_npz(EXAMPLES / "holdout.npz")
+    ref, res = measure_example(out / "badnets-cnn.safetensors")
     assert ref["asr"] > 0.9, "the example must be backdoored to begin with"
     assert res["asr"] <= 0.02, f"attack success after cleaning {res['asr']:.2%}"
     assert res["ca"] >= ref["ca"] - 0.01, f"clean accuracy {ref['ca']:.2%} -> {res['ca']:.2%}"
@@ -65,16 +61,11 @@ def test_clean_without_target_detects_and_keeps_target_class(tmp_path):
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
     assert doc["mode"] == "detected" and doc["target_class"] == 0 and doc["detection"]["suspected"]
-    original = load_model(MODEL)
-    cleaned = load_model(out / "badnets-cnn.safetensors")
-    attack = load_attack(MODEL, original.spec)
-    x, y = load_npz(EXAMPLES / "holdout.npz")
-    ref = evaluate(Normalized(original.module, original.spec), x, y, attack)
-    res = evaluate(Normalized(cleaned.module, cleaned.spec), x, y, attack)
+    _, res = measure_example(out / "badnets-cnn.safetensors")
     assert res["asr"] <= 0.02, f"attack success after cleaning {res['asr']:.2%}"
+    x, y = load_npz(EXAMPLES / "holdout.npz")
     target = y == 0
-    ref_t = evaluate(Normalized(original.module, original.spec), x[target], y[target])["ca"]
-    res_t = evaluate(Normalized(cleaned.module, cleaned.spec), x[target], y[target])["ca"]
+    ref_t, res_t = (r["ca"] for r in measure_example(out / "badnets-cnn.safetensors", x[target], y[target]))
     assert res_t >= ref_t - 0.03, f"target-class accuracy {ref_t:.2%} -> {res_t:.2%}"
 
 
@@ -102,8 +93,6 @@ def test_clean_with_real_trigger_images_removes_backdoor(tmp_path):
     doc = json.loads(r.stdout)
     assert doc["mode"] == "bdk" and doc["target_class"] == 0 and doc["verdict"] == "removed"
     assert not any("synthesised" in w for w in doc["warnings"]), "real trigger images back this verdict"
-    cleaned = load_model(out / "badnets-cnn.safetensors")
-    ref = evaluate(Normalized(original.module, original.spec), x, y, attack)
-    res = evaluate(Normalized(cleaned.module, cleaned.spec), x, y, attack)
+    ref, res = measure_example(out / "badnets-cnn.safetensors", x, y)
     assert res["asr"] <= 0.02, f"attack success after cleaning {res['asr']:.2%}"
     assert res["ca"] >= ref["ca"] - 0.01, f"clean accuracy {ref['ca']:.2%} -> {res['ca']:.2%}"

@@ -8,10 +8,7 @@ from typer.testing import CliRunner
 
 from bdscan.cli.app import app
 from bdscan.devices import autocast, prepare, resolve_device, with_backoff
-from bdscan.lab.train import evaluate
-from bdscan.lab.zoo import load_attack, load_npz
-from bdscan.model import Normalized, load_model
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, measure_example
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
@@ -49,12 +46,7 @@ def test_clean_and_scan_on_cuda(tmp_path):
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
     assert doc["verdict"] == "removed" and doc["device"].startswith("cuda")
-    original = load_model(MODEL)
-    cleaned = load_model(out / "badnets-cnn.safetensors")
-    attack = load_attack(MODEL, original.spec)
-    x, y = load_npz(EXAMPLES / "holdout.npz")
-    ref = evaluate(Normalized(original.module, original.spec), x, y, attack)
-    res = evaluate(Normalized(cleaned.module, cleaned.spec), x, y, attack)
+    ref, res = measure_example(out / "badnets-cnn.safetensors")
     assert res["asr"] <= 0.02, f"attack success after cleaning on CUDA {res['asr']:.2%}"
     assert res["ca"] >= ref["ca"] - 0.01, f"clean accuracy {ref['ca']:.2%} -> {res['ca']:.2%}"
 
