@@ -41,7 +41,8 @@ def autocast(device: torch.device):
 @contextmanager
 def full_precision(device: torch.device):
     """Plain fp32 on CUDA (no TF32) for trigger inversion: its small masks do not survive reduced precision
-    (under bf16 the bundled example's synthesised mask came out 12x larger and 6% ASR survived cleaning)."""
+    (under bf16 the bundled example's synthesised mask came out 10x larger and 3.4% ASR survived cleaning
+    instead of 1.8%: benchmarks/bf16_inversion.py)."""
     if device.type != "cuda":
         yield
         return
