@@ -65,3 +65,13 @@ def evaluate(
         n_forget = int((forget_y != target).sum()) if target is not None else 0
     acc = float((pred == y).float().mean()) if len(y) else float("nan")
     return Evaluation(acc, per_class, asr, len(y), n_forget)
+
+
+def agreement(reference: nn.Module, x: torch.Tensor, g: torch.Generator, copies: int = 7):
+    """``m -> share of x and of its augmented copies on which m predicts what ``reference`` does``: how much an
+    edit changes clean behaviour (a few dozen images alone hide losses that show on unseen data)."""
+    from bdscan.repair import augment
+
+    probe = torch.cat([x] + [augment(x, g) for _ in range(copies)])
+    expected = predict(reference, probe)
+    return lambda m: float((predict(m, probe) == expected).float().mean())
