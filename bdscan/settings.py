@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bdscan.detect import InversionSettings
+from bdscan.detect import InversionSettings, WarpSettings
 from bdscan.repair import RepairSettings
 
 DEFAULT_ALPHAS = (10.0, 7.0, 5.0, 4.0, 3.0, 2.5, 2.0, 1.5)
@@ -29,6 +29,9 @@ class CleanSettings:
     repair: bool = True
     repair_settings: RepairSettings = field(default_factory=RepairSettings)
     inversion: InversionSettings = field(default_factory=InversionSettings)
+    # the forget set also carries an early-stopped inversion's larger mask (see pipeline._synthesise)
+    coarse_inversion: InversionSettings = field(default_factory=lambda: InversionSettings(steps=200, patience=40))
+    warp: WarpSettings = field(default_factory=WarpSettings)
     detect_threshold: float = 2.0
     device: str = "auto"
     seed: int = 0

@@ -102,7 +102,7 @@ def scan_cmd(
             if save_triggers is not None and outcome.detection.suspected:
                 from bdscan.triggers import save_trigger_pngs
 
-                trig = save_trigger_pngs(outcome.detection.triggers[outcome.detection.target], save_triggers,
+                trig = save_trigger_pngs(outcome.detection.shown_trigger(outcome.detection.target), save_triggers,
                                          path.stem)
             entries.append(model_entry(outcome, trig))
     doc = scan_report(entries, errors, skipped)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import platform
 
 import torch
 
 import bdscan
 from bdscan.pipeline import CleanOutcome
+from bdscan.triggers import png_base64
 
 SCHEMA_VERSION = 1
 
@@ -92,20 +94,38 @@ def detection_dict(d) -> dict:
         "anomaly_index": {str(k): round(v, 4) for k, v in d.anomaly.items()},
         "margin_anomaly": {str(k): round(v, 4) for k, v in d.margin_anomaly.items()},
         "mask_l1": {str(k): round(v, 6) for k, v in d.mask_l1.items()},
+        "warp_anomaly": {str(k): round(v, 4) for k, v in d.warp_anomaly.items()},
+        # pixels; null where no warp under the cap reached the success bar
+        "warp_displacement_px": {str(k): _finite(t.displacement) for k, t in d.warps.items()},
         "seconds": round(d.seconds, 3),
     }
 
 
+def _finite(v: float | None, digits: int = 4) -> float | None:
+    return round(v, digits) if v is not None and math.isfinite(v) else None
+
+
+def trigger_doc(t) -> dict:
+    """What a synthesised trigger is: its family (mask, warp or both mixed), size, success and pictures."""
+    doc = {"kind": t.kind, "target": t.target, "mask_l1": round(t.mask_l1, 6), "success": round(t.success, 4),
+           "mask_png": png_base64(t.mask), "pattern_png": png_base64(t.pattern * (t.mask > 0.05))}
+    warps = [p for p in getattr(t, "parts", (t,)) if p.kind == "warp"]
+    if warps:
+        doc["warp_displacement_px"] = _finite(warps[0].displacement)
+        if t.kind == "warp":  # the checkerboard picture is whole, not masked
+            doc["pattern_png"] = png_base64(t.pattern)
+        else:
+            doc["warp_png"] = png_base64(warps[0].pattern)
+    return doc
+
+
 def _trigger(o: CleanOutcome) -> dict | None:
     """The synthesised trigger (mask, pattern) and a few images carrying the trigger, as base64 PNG."""
-    from bdscan.triggers import png_base64
-
     if o.trigger is None and o.preview is None:
         return None
     doc: dict = {"synthesised": o.trigger is not None}
     if o.trigger is not None:
-        doc.update(target=o.trigger.target, mask_l1=round(o.trigger.mask_l1, 6), success=round(o.trigger.success, 4),
-                   mask_png=png_base64(o.trigger.mask), pattern_png=png_base64(o.trigger.pattern))
+        doc.update(trigger_doc(o.trigger))
     if o.preview is not None:
         doc["examples_png"] = [png_base64(img) for img in o.preview]
     return doc
@@ -120,7 +140,7 @@ def _warnings(o: CleanOutcome) -> list[str]:
         out.append(f"only {o.after.n_forget} held-out triggered images measured the attack success rate; give "
                    f"more trigger samples (at least {LOW_EVIDENCE // 0.3:.0f}) for a verdict that a 2% bar can trust")
     if o.removed and o.mode in ("target", "detected"):
-        out.append("the verdict measures a synthesised patch-or-blend trigger; a warp or image-wide trigger can "
-                   "survive it (a WaNet resnet18 kept 66% attack success): confirm with real trigger images "
-                   "(--trigger-samples) where you have them")
+        out.append("the verdict measures synthesised triggers (masks, and a warp where one was found); a trigger "
+                   "that differs per image can survive them (an input-aware lab backdoor kept about 20% attack "
+                   "success): confirm with real trigger images (--trigger-samples) where you have them")
     return out

@@ -182,19 +182,38 @@ def _repair_section(rep: dict | None) -> list[str]:
                                       f"A short fine-tune on the clean samples; {kept}.")]
 
 
+def _trigger_imgs(t: dict) -> list[str]:
+    if t.get("kind") == "warp":
+        return [_img(t.get("mask_png"), "where pixels move"), _img(t.get("pattern_png"), "warp, exaggerated")]
+    out = [_img(t.get("mask_png"), "mask"), _img(t.get("pattern_png"), "pattern")]
+    if t.get("warp_png"):
+        out.append(_img(t.get("warp_png"), "warp, exaggerated"))
+    return out
+
+
+def _trigger_caption(t: dict) -> str:
+    warp = (f"the smallest smooth warp that sends other classes to the target moves pixels by "
+            f"{t.get('warp_displacement_px')} px on average")
+    if t.get("kind") == "warp":
+        return f"{warp[0].upper()}{warp[1:]}; it works on {pct(t.get('success'))} of samples."
+    text = (f"The smallest mask and pattern that send other classes to the target: covers {pct(t.get('mask_l1'))} "
+            f"of the image, works on {pct(t.get('success'))} of samples.")
+    if t.get("warp_displacement_px") is not None:
+        text += f" And {warp}: both were unlearned."
+    return text
+
+
 def _trigger_section(t: dict | None) -> list[str]:
     if not t:
         return []
     imgs = []
     if t.get("synthesised"):
-        imgs += [_img(t.get("mask_png"), "mask"), _img(t.get("pattern_png"), "pattern")]
+        imgs += _trigger_imgs(t)
     imgs += [_img(p, f"sample {i + 1} with trigger") for i, p in enumerate(t.get("examples_png") or [])]
     if not any(imgs):
         return []
     title = "Synthesised trigger" if t.get("synthesised") else "Images carrying the trigger"
-    cap = (f"<p>The smallest mask and pattern that send other classes to the target: covers "
-           f"{pct(t.get('mask_l1'))} of the image, works on {pct(t.get('success'))} of samples.</p>"
-           if t.get("synthesised") and t.get("mask_l1") is not None else "")
+    cap = f"<p>{_trigger_caption(t)}</p>" if t.get("synthesised") and t.get("mask_l1") is not None else ""
     return [f"<h2>{title}</h2>{cap}", f'<div class="imgs" id="trigger">{"".join(imgs)}</div>']
 
 
@@ -258,7 +277,7 @@ def _scan_body(doc: dict) -> list[str]:
             out.append(_anomaly(ev, m.get("threshold") or 0, m.get("target_class"), m.get("labels"), m.get("score"),
                                 name))
         t = m.get("trigger") or {}
-        imgs = [_img(t.get("mask_png"), "mask"), _img(t.get("pattern_png"), "pattern")]
+        imgs = _trigger_imgs(t)
         if any(imgs):
             out.append(f'<div class="imgs" id="trigger-{i}">{"".join(imgs)}</div>')
     problems = [[f"<code>{e(str(x.get('path')))}</code>", "error", e(str(x.get("error")))]

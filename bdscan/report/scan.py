@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bdscan.report.build import SCHEMA_VERSION, _now, _tool, detection_dict
+from bdscan.report.build import SCHEMA_VERSION, _now, _tool, detection_dict, trigger_doc
 
 
 def model_entry(outcome, trigger_files: dict | None = None) -> dict:
@@ -29,14 +29,10 @@ def model_entry(outcome, trigger_files: dict | None = None) -> dict:
 
 
 def _trigger(d) -> dict | None:
-    """The suspected target's synthesised trigger as base64 PNG, so report.html can show it."""
+    """The suspected target's synthesised trigger (the family that scored) as base64 PNG, for report.html."""
     if not d.suspected or d.target not in d.triggers:
         return None
-    from bdscan.triggers import png_base64
-
-    t = d.triggers[d.target]
-    return {"mask_l1": round(t.mask_l1, 6), "success": round(t.success, 4), "mask_png": png_base64(t.mask),
-            "pattern_png": png_base64(t.pattern * (t.mask > 0.05))}
+    return trigger_doc(d.shown_trigger(d.target))
 
 
 def scan_report(models: list[dict], errors: list[dict], skipped: list[dict]) -> dict:

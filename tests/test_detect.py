@@ -1,0 +1,66 @@
+"""Trigger families of detect.py: the warp and its pictures, mixed forget-set triggers, the warp rule, and what
+the warp search finds on the bundled clean model (the property the warp rule rests on)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from bdscan.data import load_samples
+from bdscan.detect import (LOG_SPREAD_FLOOR, Trigger, TriggerMix, WarpSettings, _warp_trigger, invert_warps,
+                           warp_anomaly, warp_images, warp_is_suspicious)
+from bdscan.model import Normalized, load_model
+from tests.conftest import EXAMPLES
+
+
+def test_warp_zero_flow_is_identity_and_whole_pixel_flow_shifts():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 1, 12, 12, generator=g)
+    assert torch.allclose(warp_images(x, torch.zeros(2, 12, 12)), x, atol=1e-6)
+    flow = torch.zeros(2, 12, 12)
+    flow[0] = 1.0  # every output pixel samples one pixel to its right
+    out = warp_images(x, flow)
+    assert torch.allclose(out[..., :, :-1], x[..., :, 1:], atol=1e-5)
+    assert torch.allclose(out[..., :, -1], x[..., :, -1], atol=1e-5)  # border pixels repeat
+
+
+def test_trigger_mix_applies_each_part_to_alternate_images():
+    x = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    mask = torch.zeros(1, 8, 8)
+    mask[:, :2, :2] = 1.0
+    patch = Trigger(3, mask, torch.ones(1, 8, 8), float(mask.mean()), 1.0)
+    flow = torch.zeros(2, 8, 8)
+    flow[1] = 0.5
+    warp = _warp_trigger(3, flow, 0.5, 0.95)
+    mix = TriggerMix((patch, warp))
+    out = mix.apply(x)
+    assert torch.equal(out[0::2], patch.apply(x[0::2]))
+    assert torch.equal(out[1::2], warp.apply(x[1::2]))
+    assert mix.kind == "mask+warp" and mix.target == 3 and mix.mask_l1 == patch.mask_l1
+    assert TriggerMix((patch, patch)).kind == "mask"
+    assert warp.kind == "warp" and warp.displacement == 0.5
+
+
+def test_warp_rule_and_anomaly_agree():
+    cap, threshold = 1.0, 2.0
+    edge = cap * math.exp(-threshold * LOG_SPREAD_FLOOR)  # the largest warp the rule flags
+    flow = torch.zeros(2, 4, 4)
+    warps = {k: _warp_trigger(k, flow, math.inf, 0.0) for k in range(10)}
+    warps[4] = _warp_trigger(4, flow, edge * 0.9, 0.95)
+    warps[7] = _warp_trigger(7, flow, edge * 1.1, 0.95)
+    a = warp_anomaly(warps, cap)
+    assert int(a.argmax()) == 4 and a[4] > threshold and a[7] < threshold
+    assert float(a[0]) == 0.0  # unreachable classes sit at the cap
+    assert warp_is_suspicious(warps[4], cap, threshold) and not warp_is_suspicious(warps[7], cap, threshold)
+    assert not warp_is_suspicious(warps[0], cap, threshold)  # no warp found
+
+
+def test_no_small_warp_reaches_any_class_of_the_bundled_clean_model():
+    loaded = load_model(EXAMPLES / "models" / "clean-cnn.safetensors")
+    model = Normalized(loaded.module, loaded.spec).eval()
+    s = load_samples(EXAMPLES / "samples", loaded.spec, min_per_class=2)
+    settings = WarpSettings(steps=150)
+    warps = invert_warps(model, s.x, s.y, list(range(10)), settings=settings)
+    assert not any(warp_is_suspicious(w, settings.cap, 2.0) for w in warps.values())
+    assert all(not math.isfinite(w.displacement) or w.displacement > 0.3 for w in warps.values())
