@@ -13,6 +13,7 @@ CA after >= CA before - 1 point.
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
 import sys
 from pathlib import Path
@@ -29,6 +30,7 @@ CA_DROP = 0.01
 
 def run_one(entry, setting: str, sdir: Path, tdir: Path, target: int) -> dict:
     out = OUT / f"{entry.name}-{setting}"
+    shutil.rmtree(out, ignore_errors=True)  # a run that writes no model must not find the last run's model there
     args = ["clean", str(entry.cli_path), "--samples", str(sdir), "--out", str(out), "--force", "--seed", "0"]
     args += ["--target-class", str(target)] if setting == "target-known" else ["--trigger-samples", str(tdir)]
     rc, wall, stdout, stderr, rss = run_cli(args)
@@ -70,14 +72,13 @@ def table(rows: list[dict]) -> str:
 
 
 def summary(rows: list[dict]) -> str:
-    done = [r for r in rows if r.get("asr_after") is not None]
-    if not done:
-        return "No cleaned model to summarise."
-    asr = [r["asr_after"] for r in done]
-    drop = [r["ca_before"] - r["ca_after"] for r in done]
+    # a run that wrote no model leaves the model as it was: its ASR and CA count unchanged (as benchmarks.run)
+    asr = [r["asr_before"] if r.get("asr_after") is None else r["asr_after"] for r in rows]
+    drop = [0.0 if r.get("ca_after") is None else r["ca_before"] - r["ca_after"] for r in rows]
     wall = [r["wall_s"] for r in rows]
     passed = sum(r["verdict"] == "pass" for r in rows)
-    return (f"- {passed} of {len(rows)} runs pass.\n"
+    kept = sum(r.get("asr_after") is None for r in rows)
+    return (f"- {passed} of {len(rows)} runs pass; {kept} wrote no model (counted below as the model unchanged).\n"
             f"- ASR after: mean {statistics.mean(asr):.2%}, worst {max(asr):.2%}.\n"
             f"- CA drop (before - after): mean {statistics.mean(drop) * 100:.2f} pt, worst {max(drop) * 100:.2f} pt.\n"
             f"- `bdscan clean` wall time: mean {statistics.mean(wall):.1f} s, worst {max(wall):.1f} s.")

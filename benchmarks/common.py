@@ -19,6 +19,8 @@ PER_CLASS = 10  # clean samples per class handed to bdscan
 TRIGGER_IMAGES = 30  # images carrying the real trigger, for the BDK setting
 MEASURE = 2000  # held-out test images for CA and ASR
 BDSCAN = str(Path(sys.executable).with_name("bdscan"))
+# where bdscan is not installed as a script (a GPU machine running from the checkout): python -m bdscan
+BDSCAN_CMD = [BDSCAN] if Path(BDSCAN).exists() else [sys.executable, "-m", "bdscan"]
 
 
 def split_indices(y: torch.Tensor, target: int = 0):
@@ -87,7 +89,7 @@ def measure(model_path: Path, attack, x: torch.Tensor, y: torch.Tensor) -> dict:
 
 def run_cli(args: list[str]) -> tuple[int, float, str, str, float]:
     """Run the bdscan CLI: (exit code, wall seconds, stdout, stderr, child's peak RSS in MiB)."""
-    return run_child([BDSCAN, *args])
+    return run_child([*BDSCAN_CMD, *args])
 
 
 def run_child(cmd: list[str]) -> tuple[int, float, str, str, float]:

@@ -68,7 +68,7 @@ def fine_pruning(model: nn.Module, x: Tensor, y: Tensor, max_drop: float = 0.05,
     base = _acc(model, x, y)
     h.remove()
     order = torch.argsort(acts[0])  # most dormant first
-    mask = torch.ones(conv.out_channels)
+    mask = torch.ones(conv.out_channels, device=conv.weight.device)
     hook = conv.register_forward_hook(lambda m, i, o: o * mask.view(1, -1, 1, 1))
     pruned = 0
     for k in order.tolist():
@@ -123,9 +123,9 @@ class _ANPHooks:
 
     def __init__(self, model: nn.Module, eps: float):
         self.bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-        self.masks = [torch.ones(b.num_features, requires_grad=True) for b in self.bns]
-        self.dw = [torch.zeros(b.num_features, requires_grad=True) for b in self.bns]
-        self.db = [torch.zeros(b.num_features, requires_grad=True) for b in self.bns]
+        self.masks = [torch.ones(b.num_features, device=b.weight.device, requires_grad=True) for b in self.bns]
+        self.dw = [torch.zeros(b.num_features, device=b.weight.device, requires_grad=True) for b in self.bns]
+        self.db = [torch.zeros(b.num_features, device=b.weight.device, requires_grad=True) for b in self.bns]
         self.eps = eps
         self.perturb = False
         self.handles = [b.register_forward_hook(self._hook(i)) for i, b in enumerate(self.bns)]
@@ -142,7 +142,7 @@ class _ANPHooks:
     def reset_noise(self, g: torch.Generator):
         with torch.no_grad():
             for t in self.dw + self.db:
-                t.copy_((torch.rand(t.shape, generator=g) * 2 - 1) * self.eps)
+                t.copy_((torch.rand(t.shape, generator=g) * 2 - 1) * self.eps)  # drawn on the CPU: same noise anywhere
 
     def remove(self):
         for h in self.handles:

@@ -8,11 +8,16 @@ torch itself included) are its own. bdscan rows come from benchmarks/clean_resul
 benchmarks.clean_table measured that model, else `bdscan clean --target-class` is run here.
 CA and ASR are measured on the same 2,000 held-out test images as benchmarks.clean_table.
 Writes benchmarks/RESULTS.md and results.json.
+
+On a GPU machine: `BENCH_DEVICE=cuda python -m benchmarks.run --fresh --with-5pct --json FILE [MODEL ...]` runs the
+peers on the GPU, measures bdscan there too (--fresh: not from clean_results.json) and writes raw rows to FILE only
+(several such runs in parallel, one per model group); `--merge-gpu FILE ...` turns them into RESULTS_GPU.md.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import sys
 import time
@@ -45,6 +50,7 @@ def one(name: str, defence: str, budget: str = "samples") -> dict:
     from bdscan.model import Normalized
 
     torch.set_num_threads(2)
+    device = torch.device(os.environ.get("BENCH_DEVICE", "cpu"))
     entry = next(e for e in entries() if e.name == name)
     lm = make(entry, progress=None)
     x, y = test_set(entry.size, entry.channels)
@@ -65,7 +71,9 @@ def one(name: str, defence: str, budget: str = "samples") -> dict:
         pick = torch.randperm(len(x_tr), generator=torch.Generator().manual_seed(0))[:BUDGET_5PCT]
         xs, ys = x_tr[pick], y_tr[pick]
     torch.manual_seed(0)
-    cleaned = DEFENCES[defence](model, xs, ys)
+    cleaned = DEFENCES[defence](model.to(device), xs.to(device), ys.to(device))
+    if device.type == "cuda":
+        torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
     after = evaluate(cleaned, x[keep], y[keep], lm.attack)
     return {"ca_after": after["ca"], "asr_after": after["asr"], "defence_s": round(seconds, 1)}
@@ -82,11 +90,28 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["--report-only"]:  # rebuild RESULTS.md from results.json, run nothing
         print(write_md(json.loads((HERE / "results.json").read_text())))
         return 0
+    if argv[:1] == ["--merge-gpu"]:  # raw rows of parallel GPU runs -> RESULTS_GPU.md
+        rows = [r for f in argv[1:] for r in json.loads(Path(f).read_text())]
+        write_json(HERE / "results_gpu.json", rows)
+        print(write_md(rows, gpu=True))
+        return 0
+    fresh = "--fresh" in argv
+    only_bdscan = "--bdscan-only" in argv  # re-measure bdscan's rows, keep the peers' rows of the last run
+    argv = [a for a in argv if a not in ("--fresh", "--bdscan-only")]
+    out_json = None
+    if "--json" in argv:
+        i = argv.index("--json")
+        out_json = Path(argv[i + 1])
+        del argv[i:i + 2]
     torch.set_num_threads(2)
     wanted = set(argv)
-    old = HERE / "results.json"
-    rows = earlier_rows(old, wanted)
-    cleaned_rows = json.loads((HERE / "clean_results.json").read_text()) if (HERE / "clean_results.json").exists() else []
+    old = out_json or HERE / "results.json"
+    rows = earlier_rows(old, wanted) if out_json is None else []
+    if only_bdscan and old.exists():
+        rows = [r for r in json.loads(old.read_text()) if not r["defence"].startswith("bdscan")
+                or (wanted and r["model"] not in wanted)]
+    cleaned_rows = json.loads((HERE / "clean_results.json").read_text()) if (
+        (HERE / "clean_results.json").exists() and not fresh) else []
     for entry in entries():
         if wanted and entry.name not in wanted:
             continue
@@ -110,8 +135,11 @@ def main(argv: list[str]) -> int:
         for r in mine:
             rows.append({**base, "defence": f"bdscan ({r['setting']})", "ca_after": r.get("ca_after"),
                          "asr_after": r.get("asr_after"), "wall_s": r["wall_s"], "peak_rss_mib": r.get("peak_rss_mib")})
+            if r.get("rc"):  # exit 1: backdoor not removed, no model written; other codes: a failure
+                rows[-1].update(exit_code=r["rc"], message=r.get("error"))
             print(json.dumps(rows[-1]), flush=True)
-        for budget, d in [(b, d) for b in budgets for d in PEERS]:
+        write_json(old, rows)
+        for budget, d in [(b, d) for b in budgets for d in PEERS if not only_bdscan]:
             if budget == "5pct" and d == "clp":
                 continue  # data-free: the same result on any budget
             rc, wall, out, err, rss = run_child([sys.executable, "-m", "benchmarks.run", "--one", entry.name, d,
@@ -126,14 +154,24 @@ def main(argv: list[str]) -> int:
             rows.append(row)
             print(json.dumps(row), flush=True)
             write_json(old, rows)
-            write_md(rows)  # a run cut short still leaves a table of what it measured
+            if out_json is None:
+                write_md(rows)  # a run cut short still leaves a table of what it measured
+        if out_json is not None:
+            write_json(old, rows)
     write_json(old, rows)
-    print(write_md(rows))
+    if out_json is None:
+        print(write_md(rows))
     return 0
 
 
-def write_md(rows) -> str:
-    md = "\n".join(["# bdscan against peer defences (issue 4)", "", f"Machine: {machine()}.", "",
+def _gpu_machine() -> str:
+    name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA device"
+    return f"{name}; peers and bdscan on CUDA; {machine()}"
+
+
+def write_md(rows, gpu: bool = False) -> str:
+    md = "\n".join(["# bdscan against peer defences (issue 4)" + (": GPU run" if gpu else ""), "",
+                    f"Machine: {_gpu_machine() if gpu else machine()}.", "",
                     "Budget: 10 clean test images per class for every defence, and for the peers marked "
                     "\"(5% train)\" their usual budget, 3,000 clean training images (5%; CLP is data-free, so it "
                     "has no such row; `--with-5pct`). CA and ASR on 2,000 held-out "
@@ -141,9 +179,9 @@ def write_md(rows) -> str:
                     "work (process start, torch import and model loading included). Peer defences: see "
                     "benchmarks/peers.py for each paper's rule and where this implementation departs from it.", "",
                     _table(rows), "", "## Per defence", "", _summary(rows), "", _missing(rows), "",
-                    "Produced by `python -m benchmarks.run`; raw values in benchmarks/results.json.", "",
-                    _gpu_section(), ""])
-    (HERE / "RESULTS.md").write_text(md)
+                    "Produced by `python -m benchmarks.run`; raw values in benchmarks/"
+                    + ("results_gpu.json." if gpu else "results.json."), ""] + ([] if gpu else [_gpu_section(), ""]))
+    (HERE / ("RESULTS_GPU.md" if gpu else "RESULTS.md")).write_text(md)
     return md
 
 
@@ -183,7 +221,9 @@ def _missing(rows) -> str:
 def _table(rows) -> str:
     head = ["model", "defence", "CA before", "CA after", "ASR before", "ASR after", "wall s", "peak RSS MiB"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
+    order = {e.name: i for i, e in enumerate(entries())}
+    # the lab's model order, bdscan first within a model (rows re-measured later are appended)
+    for r in sorted(rows, key=lambda r: (order.get(r["model"], len(order)), not r["defence"].startswith("bdscan"))):
         lines.append(f"| {r['model']} | {r['defence']} | {pct(r['ca_before'])} | {pct(r.get('ca_after'))} | "
                      f"{pct(r['asr_before'])} | {pct(r.get('asr_after'))} | {r['wall_s']:.1f} | "
                      f"{r.get('peak_rss_mib') or '—'} |")
