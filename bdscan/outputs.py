@@ -65,12 +65,19 @@ def write_clean_outputs(outcome: CleanOutcome, out: Path) -> dict:
     if outcome.module is None:  # nothing to write when no backdoor was found
         return doc
     ship_model = bool(outcome.removed)  # a model whose trigger still works is never written as 'cleaned'
+    out = out.expanduser()
+    # --force replaces earlier outputs: a run that writes no model removes an earlier run's model, which beside
+    # this run's "not removed" report would read as its cleaned model (check_out_dir keeps the input elsewhere)
+    stale = [] if ship_model else [out / n for n in output_names(loaded.path, loaded.spec.format)
+                                   if n not in REPORT_FILES and (out / n).is_file()]
+    if stale:
+        doc["warnings"].append(f"removed {', '.join(p.name for p in stale)} from {out}: an earlier run's model, "
+                               "and this run wrote none")
     digest = report_digest(doc)
     meta = provenance(
         loaded.sha256, digest, bdscan_cleaned="true", bdscan_mode=outcome.mode, bdscan_target=str(outcome.target),
         bdscan_units_edited=str(doc["edit"]["total_units"] if doc["edit"] else 0),
     )
-    out = out.expanduser()
     top_created = None if out.exists() else _first_missing(out)  # removed again if anything fails
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -99,6 +106,8 @@ def write_clean_outputs(outcome: CleanOutcome, out: Path) -> dict:
             (stage / name).write_text(render(doc, fmt_), encoding="utf-8")
         for p in sorted(stage.iterdir()):
             os.replace(p, out / p.name)
+        for p in stale:
+            p.unlink(missing_ok=True)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         if top_created is not None:

@@ -96,3 +96,27 @@ def test_clean_with_real_trigger_images_removes_backdoor(tmp_path):
     ref, res = measure_example(out / "badnets-cnn.safetensors", x, y)
     assert res["asr"] <= 0.02, f"attack success after cleaning {res['asr']:.2%}"
     assert res["ca"] >= ref["ca"] - 0.01, f"clean accuracy {ref['ca']:.2%} -> {res['ca']:.2%}"
+
+
+@pytest.mark.slow
+def test_run_writing_no_model_removes_earlier_model_from_out(tmp_path):
+    """--force replaces earlier outputs: when a later run ends "not removed", the earlier run's cleaned model
+    must not stay beside the new report, where it would read as this run's result."""
+    from dataclasses import replace
+
+    from bdscan.outputs import write_clean_outputs
+    from bdscan.pipeline import clean
+    from bdscan.settings import CleanSettings
+
+    outcome = clean(MODEL, SAMPLES, CleanSettings(target_class=0, device="cpu"))
+    assert outcome.removed
+    out = tmp_path / "out"
+    write_clean_outputs(outcome, out)
+    assert (out / "badnets-cnn.safetensors").is_file() and (out / "badnets-cnn.onnx").is_file()
+    (out / "notes.txt").write_text("mine")  # not a bdscan output: left alone
+
+    doc = write_clean_outputs(replace(outcome, removed=False), out)
+    assert doc["verdict"] == "not_removed"
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "report.html", "report.json", "report.md"]
+    assert any("earlier run's model" in w for w in doc["warnings"])
+    assert json.loads((out / "report.json").read_text())["verdict"] == "not_removed"
