@@ -138,8 +138,18 @@ class _Smallest:
         self.hits = torch.zeros(k_n, device=device)
         self.seen = torch.zeros(k_n, device=device)
 
-    def update(self, step: int, logits, target, weight, size) -> torch.Tensor | None:
-        """After a step: which classes found a smaller successful trigger (None between checks)."""
+    def step(self, opt, step: int, logits, target, weight, size) -> torch.Tensor | None:
+        """One optimiser step on attack loss (other classes' images sent to each target) plus weighted size; then
+        which classes found a smaller successful trigger (None between checks)."""
+        ce = F.cross_entropy(logits.transpose(1, 2), target[:, None].expand(-1, logits.shape[1]), reduction="none")
+        ce = (ce * weight).sum(1) / weight.sum(1).clamp(min=1)
+        loss = (ce + self.lam * size).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return self._update(step, logits, target, weight, size)
+
+    def _update(self, step: int, logits, target, weight, size) -> torch.Tensor | None:
         with torch.no_grad():
             self.hits += ((logits.argmax(-1) == target[:, None]).float() * weight).sum(1)
             self.seen += weight.sum(1)
@@ -182,14 +192,7 @@ def _invert(model, x, y, classes, settings: InversionSettings, seed: int, observ
             xs = (1 - m[:, None]) * xb[None] + m[:, None] * p[:, None]  # K,B,C,H,W
             logits = model(xs.reshape(-1, c, h, w)).float().reshape(k_n, settings.batch, -1)
             weight = (yb[None] != target[:, None]).float()  # images of the class itself do not count
-            ce = F.cross_entropy(logits.transpose(1, 2), target[:, None].expand(-1, settings.batch), reduction="none")
-            ce = (ce * weight).sum(1) / weight.sum(1).clamp(min=1)
-            l1 = m.mean(dim=(1, 2, 3))
-            loss = (ce + track.lam * l1).sum()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            better = track.update(step, logits, target, weight, l1)
+            better = track.step(opt, step, logits, target, weight, m.mean(dim=(1, 2, 3)))
             if better is not None and bool(better.any()):
                 best_mask[better] = m.detach().cpu()[better]
                 best_pat[better] = p.detach().cpu()[better]
@@ -254,14 +257,7 @@ def _invert_warps(model, x, y, classes, settings: WarpSettings, seed: int, obser
                                mode="bilinear", padding_mode="border", align_corners=True)
             logits = model(xs).float().reshape(k_n, settings.batch, -1)
             weight = (yb[None] != target[:, None]).float()
-            ce = F.cross_entropy(logits.transpose(1, 2), target[:, None].expand(-1, settings.batch), reduction="none")
-            ce = (ce * weight).sum(1) / weight.sum(1).clamp(min=1)
-            size = flow.abs().mean(dim=(1, 2, 3))
-            loss = (ce + track.lam * size).sum()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            better = track.update(step, logits, target, weight, size)
+            better = track.step(opt, step, logits, target, weight, flow.abs().mean(dim=(1, 2, 3)))
             if better is not None and bool(better.any()):
                 best_flow[better] = flow.detach().cpu()[better]
             observer.advance("warp")
