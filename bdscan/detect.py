@@ -6,8 +6,8 @@ The target of a backdoor needs an unusually small mask: a MAD anomaly index over
 A second trigger family covers warping backdoors (WaNet-like), which no mask and pattern imitates: per class,
 the smallest smooth warp (a coarse grid of displacements, upsampled) that sends other classes to k. On clean
 models no class was reachable by a warp under a pixel; a class reachable by a far smaller one is flagged.
-A second, data-free signal (maximum attainable logit margin per class, MM-BD) is computed and reported as
-evidence; it raised false alarms on clean models in our measurements, so the verdict rests on the mask sizes.
+A data-free signal (maximum attainable logit margin per class, MM-BD) is computed and reported as evidence; it
+raised false alarms on clean models in our measurements, so the verdict rests on the mask and warp sizes.
 """
 
 from __future__ import annotations
