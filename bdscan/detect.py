@@ -219,7 +219,7 @@ class WarpSettings:
     success_bar: float = 0.9
     patience: int = 100
     check_every: int = 10
-    cap: float = 1.0  # pixels: warps larger than this count as natural (clean models needed 2 to 2.5 px)
+    cap: float = 1.0  # pixels: warps larger than this count as natural (no warp reached a clean lab model's class)
 
 
 def invert_warps(
