@@ -88,8 +88,9 @@ LOG_SPREAD_FLOOR = 0.6
 
 @dataclass(frozen=True)
 class InversionSettings:
-    # 200 steps with a patience of 40 stopped at masks 10 to 30 times the real trigger's size (a 3x3 patch
-    # came out as 16% of the image), and clean then unlearned the wrong trigger
+    # 200 steps with a patience of 40 stopped at masks 14 and 31 times the size 500 steps reach on the Trojan CNN
+    # and the BadNets VGG (16% of the image for a 3x3 patch; benchmarks/inversion_steps.py), and clean then
+    # unlearned the wrong trigger
     steps: int = 500
     batch: int = 16
     lr: float = 0.1

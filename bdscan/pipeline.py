@@ -143,8 +143,8 @@ def forget_set(
 def _synthesise(wrapper, held_in: Samples, t: int, settings: CleanSettings, observer: Observer, timer: Timer,
                 detection: Detection | None = None) -> Trigger | TriggerMix:
     """The forget-set trigger toward ``t``: the smallest mask trigger, a larger one from an early-stopped inversion,
-    and a warp where one small enough to flag exists. The smallest mask matches a patch; alone it cost 2 to 4 CA
-    points on image-wide triggers (SIG, low-frequency), which the larger one covers (measured on lab models).
+    and a warp where one small enough to flag exists. The smallest mask matches a patch; alone it cost more clean
+    accuracy on image-wide triggers (SIG, low-frequency) in our tuning runs on lab models; the larger one covers them.
     A detection already holds the smallest mask and the warp for every class."""
 
     def run(invert, inv_settings):
