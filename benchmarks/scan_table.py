@@ -1,10 +1,11 @@
 """Issue 5 measure: `bdscan scan` on backdoored and clean lab models.
 
-    python -m benchmarks.scan_table [MODEL_NAME ...]
+    python -m benchmarks.scan_table [--seeds 0,1,2] [MODEL_NAME ...]
 
 For each model of benchmarks.zoo.SCAN_MODELS (trained once into benchmarks/cache/) runs the real CLI,
 `bdscan scan MODEL --samples DIR --format json -o FILE`, with 10 clean test images per class, and checks:
-a backdoored model is flagged with the attack's target class; a clean model is not flagged.
+a backdoored model is flagged with the attack's target class; a clean model is not flagged. Each model is scanned
+once per seed (`--seed`, the trigger search's randomness): a verdict that flips between seeds is not one to trust.
 Writes benchmarks/SCAN_RESULTS.md (and scan_results.json). Aim: under 60 s per model.
 """
 
@@ -16,7 +17,7 @@ import sys
 
 import torch
 
-from benchmarks.common import earlier_rows, machine, run_cli, sample_dirs, write_json
+from benchmarks.common import machine, run_cli, sample_dirs, write_json
 from benchmarks.zoo import HERE, SCAN_MODELS, make
 
 OUT = HERE / "out" / "scan"
@@ -25,21 +26,29 @@ AIM_S = 60.0
 
 def main(argv: list[str]) -> int:
     torch.set_num_threads(2)
+    seeds = [0, 1, 2]
+    if "--seeds" in argv:
+        i = argv.index("--seeds")
+        seeds = [int(v) for v in argv[i + 1].split(",")]
+        argv = argv[:i] + argv[i + 2:]
     wanted = set(argv)
     old = HERE / "scan_results.json"
-    rows = earlier_rows(old, wanted)
     report_only = "--report-only" in wanted  # rebuild SCAN_RESULTS.md from scan_results.json, run nothing
-    for entry in SCAN_MODELS:
-        if report_only or (wanted and entry.name not in wanted):
-            continue
-        lm = make(entry)
+    runs = [(e, seed) for e in SCAN_MODELS for seed in seeds if not report_only and (not wanted or e.name in wanted)]
+    # a partial rerun (some models or seeds) keeps the other runs' rows from scan_results.json
+    planned = {(e.name, seed) for e, seed in runs}
+    earlier = json.loads(old.read_text()) if old.exists() else []
+    rows = [r for r in earlier if (r["model"], r.get("seed", 0)) not in planned]
+    made = {}
+    for entry, seed in runs:
+        lm = made[entry.name] = made.get(entry.name) or make(entry)  # CA and ASR once per model, not per seed
         sdir, _, _, _ = sample_dirs(entry, None)
         OUT.mkdir(parents=True, exist_ok=True)
-        report = OUT / f"{entry.name}.json"
+        report = OUT / f"{entry.name}.seed{seed}.json"
         report.unlink(missing_ok=True)
         rc, wall, _, stderr, rss = run_cli(["scan", str(entry.cli_path), "--samples", str(sdir), "--format", "json",
-                                       "-o", str(report)])
-        row = {"model": entry.name, "arch": f"{entry.arch}@{entry.channels}x{entry.size}",
+                                            "-o", str(report), "--seed", str(seed)])
+        row = {"model": entry.name, "seed": seed, "arch": f"{entry.arch}@{entry.channels}x{entry.size}",
                "format": entry.cli_path.suffix[1:], "attack": entry.attack or "none",
                "target": lm.attack.target if lm.attack is not None else None,
                "ca": lm.ca, "asr": lm.asr, "rc": rc, "wall_s": round(wall, 1),
@@ -55,14 +64,19 @@ def main(argv: list[str]) -> int:
         else:
             row.update(suspected=None, ok=False, error=(stderr.strip().splitlines() or ["no report"])[-1])
         rows.append(row)
+        order = [e.name for e in SCAN_MODELS]
+        rows.sort(key=lambda r: (order.index(r["model"]) if r["model"] in order else len(order), r.get("seed", 0)))
         print(json.dumps(row), flush=True)
         write_json(old, rows)
     md = "\n".join(["# `bdscan scan` on lab models (issue 5)", "", f"Machine: {machine()}.", "",
                     "Samples: 10 clean Fashion-MNIST test images per class (`examples/samples` at 28x28). "
                     "CA and ASR of each model on the full Fashion-MNIST test set (10,000 images). "
-                    "`scan s` is the report's own time; `wall s` includes process start and model loading.", "",
-                    _table(rows), "", _summary(rows), "", _missing(rows), "",
-                    "Produced by `python -m benchmarks.scan_table`; every number comes from that run "
+                    "`scan s` is the report's own time; `wall s` includes process start and model loading. "
+                    "Each model is scanned once per seed of the trigger search (`bdscan scan --seed N`).", "",
+                    "Per model, over the seeds (found: the class flagged at each seed, — where none):", "",
+                    _by_model(rows), "", _summary(rows), "", _missing(rows), "", "Every run:", "", _table(rows), "",
+                    "Produced by `python -m benchmarks.scan_table`; every number comes from its runs (a partial rerun keeps "
+                    "the other runs' rows) "
                     "(raw values: benchmarks/scan_results.json).", ""])
     (HERE / "SCAN_RESULTS.md").write_text(md)
     print(md)
@@ -70,25 +84,41 @@ def main(argv: list[str]) -> int:
 
 
 def _table(rows) -> str:
-    head = ["model", "architecture", "file", "attack (target)", "CA", "ASR", "flagged", "found class", "score",
+    head = ["model", "seed", "architecture", "file", "attack (target)", "CA", "ASR", "flagged", "found class", "score",
             "scan s", "wall s", "correct"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         atk = "none (clean)" if r["attack"] == "none" else f"{r['attack']} ({r['target']})"
         asr = "—" if r["asr"] is None else f"{r['asr']:.2%}"
         if r.get("suspected") is None:
-            lines.append(f"| {r['model']} | {r['arch']} | {r['format']} | {atk} | {r['ca']:.2%} | {asr} | error | — "
+            lines.append(f"| {r['model']} | {r.get('seed', 0)} | {r['arch']} | {r['format']} | {atk} | {r['ca']:.2%} | {asr} | error | — "
                          f"| — | — | {r['wall_s']:.1f} | no: {r.get('error')} |")
             continue
-        lines.append(f"| {r['model']} | {r['arch']} | {r['format']} | {atk} | {r['ca']:.2%} | {asr} | "
+        lines.append(f"| {r['model']} | {r.get('seed', 0)} | {r['arch']} | {r['format']} | {atk} | {r['ca']:.2%} | {asr} | "
                      f"{'yes' if r['suspected'] else 'no'} | {'—' if r['found'] is None else r['found']} | {r['score']:.2f} (thr {r['threshold']}) | "
                      f"{r['scan_s']:.1f} | {r['wall_s']:.1f} | {'yes' if r['ok'] else 'NO'} |")
     return "\n".join(lines)
 
 
+def _by_model(rows) -> str:
+    """One line per model: what each seed found, the scores' range and the mean wall time."""
+    lines = ["| model | attack (target) | found, per seed | score, per seed | wall s (mean) | correct at every seed |",
+             "|---|---|---|---|---|---|"]
+    for name in dict.fromkeys(r["model"] for r in rows):
+        rs = sorted((r for r in rows if r["model"] == name), key=lambda r: r.get("seed", 0))
+        r0 = rs[0]
+        atk = "none (clean)" if r0["attack"] == "none" else f"{r0['attack']} ({r0['target']})"
+        found = " / ".join("error" if r.get("suspected") is None else ("—" if r["found"] is None else str(r["found"]))
+                           for r in rs)
+        scores = " / ".join("—" if r.get("score") is None else f"{r['score']:.2f}" for r in rs)
+        wall = statistics.mean(r["wall_s"] for r in rs)
+        lines.append(f"| {name} | {atk} | {found} | {scores} | {wall:.1f} | {'yes' if all(r['ok'] for r in rs) else 'NO'} |")
+    return "\n".join(lines)
+
+
 def _missing(rows) -> str:
     done = {r["model"] for r in rows}
-    gaps = [e.name for e in SCAN_MODELS if e.name not in done]
+    gaps = [e.name for e in SCAN_MODELS if e.name not in done]  # a model with no run at any seed
     return f"Not measured (no row in scan_results.json): {', '.join(gaps)}." if gaps else "Every model measured."
 
 
@@ -98,8 +128,13 @@ def _summary(rows) -> str:
     wall = [r["wall_s"] for r in rows]
     if not rows:
         return "No model scanned."
-    return (f"- Backdoored models with the target class found: {sum(r['ok'] for r in bad)} of {len(bad)}.\n"
-            f"- Clean models not flagged: {sum(r['ok'] for r in clean)} of {len(clean)}.\n"
+    def every_seed(group) -> str:
+        models = sorted({r["model"] for r in group})
+        good = [m for m in models if all(r["ok"] for r in group if r["model"] == m)]
+        return f"{len(good)} of {len(models)} at every seed ({sum(r['ok'] for r in group)} of {len(group)} runs)"
+
+    return (f"- Backdoored models with the target class found: {every_seed(bad)}.\n"
+            f"- Clean models not flagged: {every_seed(clean)}.\n"
             f"- Wall time per model: mean {statistics.mean(wall):.1f} s, worst {max(wall):.1f} s "
             f"(aim: under {AIM_S:.0f} s; {sum(w < AIM_S for w in wall)} of {len(wall)} under).")
 
