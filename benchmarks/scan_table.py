@@ -101,7 +101,7 @@ def _table(rows) -> str:
 
 
 def _by_model(rows) -> str:
-    """One line per model: what each seed found, the scores' range and the mean wall time."""
+    """One line per model: the class found and the score at each seed, and the mean wall time."""
     lines = ["| model | attack (target) | found, per seed | score, per seed | wall s (mean) | correct at every seed |",
              "|---|---|---|---|---|---|"]
     for name in dict.fromkeys(r["model"] for r in rows):
