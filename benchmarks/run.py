@@ -9,6 +9,9 @@ benchmarks.clean_table measured that model, else `bdscan clean --target-class` i
 CA and ASR are measured on the same 2,000 held-out test images as benchmarks.clean_table.
 Writes benchmarks/RESULTS.md and results.json.
 
+`--only-5pct` runs only the peers' 5%-budget rows and `--peers a,b` only those peers; both keep every other row of
+the last run (bdscan's included).
+
 On a GPU machine: `BENCH_DEVICE=cuda python -m benchmarks.run --fresh --with-5pct --json FILE [MODEL ...]` runs the
 peers on the GPU, measures bdscan there too (--fresh: not from clean_results.json) and writes raw rows to FILE only
 (several such runs in parallel, one per model group); `--merge-gpu FILE ...` turns them into RESULTS_GPU.md.
@@ -87,6 +90,19 @@ def main(argv: list[str]) -> int:
     if "--with-5pct" in argv:  # also each peer with 5% of the training set (minutes more per model)
         argv = [a for a in argv if a != "--with-5pct"]
         budgets.append("5pct")
+    only_5pct = "--only-5pct" in argv  # just the 5%-budget rows; every other row of the last run is kept
+    if only_5pct:
+        argv = [a for a in argv if a != "--only-5pct"]
+        budgets = ["5pct"]
+    peers = PEERS
+    if "--peers" in argv:  # a subset of the peers, e.g. --peers finetune,fine-pruning
+        i = argv.index("--peers")
+        peers = tuple(argv[i + 1].split(","))
+        del argv[i:i + 2]
+        unknown = [d for d in peers if d not in PEERS]
+        if unknown:
+            print(f"unknown peer defence: {', '.join(unknown)} (known: {', '.join(PEERS)})", file=sys.stderr)
+            return 2
     if argv[:1] == ["--report-only"]:  # rebuild RESULTS.md from results.json, run nothing
         print(write_md(json.loads((HERE / "results.json").read_text())))
         return 0
@@ -110,6 +126,9 @@ def main(argv: list[str]) -> int:
     if only_bdscan and old.exists():
         rows = [r for r in json.loads(old.read_text()) if not r["defence"].startswith("bdscan")
                 or (wanted and r["model"] not in wanted)]
+    peers_only = only_5pct or peers != PEERS  # some peers' rows only: every other row of the last run stays
+    if peers_only and old.exists():
+        rows = json.loads(old.read_text())
     cleaned_rows = json.loads((HERE / "clean_results.json").read_text()) if (
         (HERE / "clean_results.json").exists() and not fresh) else []
     for entry in entries():
@@ -123,7 +142,9 @@ def main(argv: list[str]) -> int:
         before = measure(entry.path, lm.attack, x, y)
         base = {"model": entry.name, "ca_before": before["ca"], "asr_before": before["asr"]}
         mine = [r for r in cleaned_rows if r["model"] == entry.name]
-        if not mine:
+        if peers_only:
+            mine = []  # bdscan's rows are kept as they are
+        elif not mine:
             from benchmarks.clean_table import run_one
 
             sdir, tdir, _, _ = sample_dirs(entry, lm.attack)
@@ -139,7 +160,7 @@ def main(argv: list[str]) -> int:
                 rows[-1].update(exit_code=r["rc"], message=r.get("error"))
             print(json.dumps(rows[-1]), flush=True)
         write_json(old, rows)
-        for budget, d in [(b, d) for b in budgets for d in PEERS if not only_bdscan]:
+        for budget, d in [(b, d) for b in budgets for d in peers if not only_bdscan]:
             if budget == "5pct" and d == "clp":
                 continue  # data-free: the same result on any budget
             rc, wall, out, err, rss = run_child([sys.executable, "-m", "benchmarks.run", "--one", entry.name, d,
@@ -215,7 +236,13 @@ def _gpu_section() -> str:
 def _missing(rows) -> str:
     done = {(r["model"], r["defence"]) for r in rows}
     gaps = [f"{e.name} ({d})" for e in entries() for d in PEERS if (e.name, d) not in done]
-    return f"Not measured (no row in results.json): {', '.join(gaps)}." if gaps else "Every pair measured."
+    lines = [f"Not measured (no row in results.json): {', '.join(gaps)}." if gaps else "Every pair measured."]
+    if any(r["defence"].endswith("(5% train)") for r in rows):
+        gaps = [f"{e.name} ({d})" for e in entries() for d in PEERS if d != "clp"
+                and (e.name, f"{d} (5% train)") not in done]
+        lines.append(f"Not measured with the 5% budget: {', '.join(gaps)}." if gaps
+                     else "Every pair measured with the 5% budget.")
+    return "\n\n".join(lines)
 
 
 def _table(rows) -> str:

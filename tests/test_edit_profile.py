@@ -80,3 +80,45 @@ def test_hooks_removed_after_failing_forward():
     with pytest.raises(RuntimeError):
         activations(net, layers, torch.rand(2, 5))
     assert all(len(m._forward_hooks) == 0 for m in net.modules())
+
+
+def _remap_problem():
+    """Clean features live in the first 6 dims; the "trigger" adds a large 7th dim that the head reads as class 0."""
+    g = torch.Generator().manual_seed(0)
+    head = nn.Sequential(nn.Linear(7, 3))
+    with torch.no_grad():
+        head[0].weight.copy_(torch.randn(3, 7, generator=g))
+        head[0].weight[:, 6] = torch.tensor([5.0, -2.0, -2.0])
+    h_clean = torch.cat([torch.randn(200, 6, generator=g), torch.zeros(200, 1)], 1)
+    twins = h_clean[:60]
+    h_trig = twins.clone()
+    h_trig[:, 6] = 3.0
+    with torch.no_grad():
+        wanted = head(twins)  # a triggered image should get its clean twin's output
+    return head, h_clean, h_trig, wanted
+
+
+def test_remap_layer_maps_trigger_to_clean_twin_and_keeps_clean_outputs():
+    from bdscan.edit import remap_layer
+
+    head, h_clean, h_trig, wanted = _remap_problem()
+    before = head[0].weight.clone()
+    with torch.no_grad():
+        assert (head(h_trig).argmax(1) == 0).float().mean() > 0.9  # the backdoor works before the edit
+    edited, change = remap_layer(head, "0", h_clean, h_trig, wanted, ridge=1e-6)
+    with torch.no_grad():
+        assert torch.allclose(edited(h_clean), head(h_clean), atol=1e-3)  # clean outputs kept
+        assert torch.allclose(edited(h_trig), wanted, atol=1e-3)  # triggered inputs get their twin's output
+    assert change > 0.0
+    assert torch.equal(head[0].weight, before)  # the model given is not touched
+
+
+def test_remap_layer_ridge_limits_the_change():
+    from bdscan.edit import remap_layer
+
+    head, h_clean, h_trig, wanted = _remap_problem()
+    _, small = remap_layer(head, "0", h_clean, h_trig, wanted, ridge=1e3)
+    _, large = remap_layer(head, "0", h_clean, h_trig, wanted, ridge=1e-6)
+    assert small < large / 10
+    with pytest.raises(TypeError):
+        remap_layer(nn.Sequential(nn.Conv2d(1, 1, 1)), "0", h_clean, h_trig, wanted, ridge=1.0)
