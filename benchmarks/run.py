@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.clean_table import verdict
 from benchmarks.common import earlier_rows, machine, measure, pct, run_child, sample_dirs, split_indices, test_set, write_json
 from benchmarks.zoo import CLEAN_MODELS, HERE, LAB_MODELS, SCAN_MODELS, make
 
@@ -260,18 +261,19 @@ def _table(rows) -> str:
 def _summary(rows) -> str:
     """Mean and worst per defence. A run that wrote no model (bdscan's verdict "not removed") counts with the
     model left as it was: ASR and CA unchanged."""
-    head = ["defence", "models", "no model written", "mean ASR after", "worst ASR after", "mean CA drop (pt)",
-            "worst CA drop (pt)", "mean wall s"]
+    head = ["defence", "models", "no model written", "both bars met", "mean ASR after", "worst ASR after",
+            "mean CA drop (pt)", "worst CA drop (pt)", "mean wall s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for d in dict.fromkeys(r["defence"] for r in rows):
         rs = [r for r in rows if r["defence"] == d and not r.get("error")]
         if not rs:
-            lines.append(f"| {d} | 0 | — | — | — | — | — | — |")
+            lines.append(f"| {d} | 0 | — | — | — | — | — | — | — |")
             continue
         kept = [r for r in rs if r.get("asr_after") is None]
         asr = [r["asr_before"] if r.get("asr_after") is None else r["asr_after"] for r in rs]
         drop = [0.0 if r.get("ca_after") is None else (r["ca_before"] - r["ca_after"]) * 100 for r in rs]
-        lines.append(f"| {d} | {len(rs)} | {len(kept)} | {statistics.mean(asr):.2%} | {max(asr):.2%} | "
+        met = sum(verdict(r) == "pass" for r in rs)  # issue 4's bar, as clean_table judges bdscan's runs
+        lines.append(f"| {d} | {len(rs)} | {len(kept)} | {met} | {statistics.mean(asr):.2%} | {max(asr):.2%} | "
                      f"{statistics.mean(drop):.2f} | {max(drop):.2f} | {statistics.mean(r['wall_s'] for r in rs):.1f} |")
     return "\n".join(lines)
 
