@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.clean_table import verdict
+from benchmarks.clean_table import run_one, verdict
 from benchmarks.common import earlier_rows, machine, measure, pct, run_child, sample_dirs, split_indices, test_set, write_json
 from benchmarks.zoo import CLEAN_MODELS, HERE, LAB_MODELS, SCAN_MODELS, make
 
@@ -123,13 +123,14 @@ def main(argv: list[str]) -> int:
     torch.set_num_threads(2)
     wanted = set(argv)
     old = out_json or HERE / "results.json"
-    rows = earlier_rows(old, wanted) if out_json is None else []
-    if only_bdscan and old.exists():
-        rows = [r for r in json.loads(old.read_text()) if not r["defence"].startswith("bdscan")
-                or (wanted and r["model"] not in wanted)]
     peers_only = only_5pct or peers != PEERS  # some peers' rows only: every other row of the last run stays
     if peers_only and old.exists():
         rows = json.loads(old.read_text())
+    elif only_bdscan and old.exists():
+        rows = [r for r in json.loads(old.read_text()) if not r["defence"].startswith("bdscan")
+                or (wanted and r["model"] not in wanted)]
+    else:
+        rows = earlier_rows(old, wanted) if out_json is None else []
     cleaned_rows = json.loads((HERE / "clean_results.json").read_text()) if (
         (HERE / "clean_results.json").exists() and not fresh) else []
     for entry in entries():
@@ -146,8 +147,6 @@ def main(argv: list[str]) -> int:
         if peers_only:
             mine = []  # bdscan's rows are kept as they are
         elif not mine:
-            from benchmarks.clean_table import run_one
-
             sdir, tdir, _, _ = sample_dirs(entry, lm.attack)
             r = run_one(entry, "target-known", sdir, tdir, lm.attack.target)
             if r["cleaned"]:

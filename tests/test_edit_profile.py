@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from bdscan.edit import dampen, merge, select
+from bdscan.edit import dampen, merge, remap_layer, select
 from bdscan.profile import activations, choose_layers, hooks, importance, unit_layers
 
 
@@ -99,8 +99,6 @@ def _remap_problem():
 
 
 def test_remap_layer_maps_trigger_to_clean_twin_and_keeps_clean_outputs():
-    from bdscan.edit import remap_layer
-
     head, h_clean, h_trig, wanted = _remap_problem()
     before = head[0].weight.clone()
     with torch.no_grad():
@@ -114,8 +112,6 @@ def test_remap_layer_maps_trigger_to_clean_twin_and_keeps_clean_outputs():
 
 
 def test_remap_layer_ridge_limits_the_change():
-    from bdscan.edit import remap_layer
-
     head, h_clean, h_trig, wanted = _remap_problem()
     _, small = remap_layer(head, "0", h_clean, h_trig, wanted, ridge=1e3)
     _, large = remap_layer(head, "0", h_clean, h_trig, wanted, ridge=1e-6)
