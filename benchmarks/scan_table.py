@@ -2,10 +2,12 @@
 
     python -m benchmarks.scan_table [--seeds 0,1,2] [MODEL_NAME ...]
 
-For each model of benchmarks.zoo.SCAN_MODELS (trained once into benchmarks/cache/) runs the real CLI,
+For each model of benchmarks.zoo.SCAN_MODELS, then of LAB_MODELS (trained once into benchmarks/cache/), runs the real CLI,
 `bdscan scan MODEL --samples DIR --format json -o FILE`, with 10 clean test images per class, and checks:
 a backdoored model is flagged with the attack's target class; a clean model is not flagged. Each model is scanned
 once per seed (`--seed`, the trigger search's randomness): a verdict that flips between seeds is not one to trust.
+Detection's settings were chosen on SCAN_MODELS; LAB_MODELS (issue 4's further attacks and architectures) were not
+looked at when choosing them, so their rows are summarised apart: how the gate does on models nobody tuned it to.
 Writes benchmarks/SCAN_RESULTS.md (and scan_results.json). Aim: under 60 s per model.
 """
 
@@ -18,7 +20,9 @@ import sys
 import torch
 
 from benchmarks.common import machine, run_cli, sample_dirs, write_json
-from benchmarks.zoo import HERE, SCAN_MODELS, make
+from benchmarks.zoo import HERE, LAB_MODELS, SCAN_MODELS, make
+
+ALL = SCAN_MODELS + LAB_MODELS
 
 OUT = HERE / "out" / "scan"
 AIM_S = 60.0
@@ -34,7 +38,7 @@ def main(argv: list[str]) -> int:
     wanted = set(argv)
     old = HERE / "scan_results.json"
     report_only = "--report-only" in wanted  # rebuild SCAN_RESULTS.md from scan_results.json, run nothing
-    runs = [(e, seed) for e in SCAN_MODELS for seed in seeds if not report_only and (not wanted or e.name in wanted)]
+    runs = [(e, seed) for e in ALL for seed in seeds if not report_only and (not wanted or e.name in wanted)]
     # a partial rerun (some models or seeds) keeps the other runs' rows from scan_results.json
     planned = {(e.name, seed) for e, seed in runs}
     earlier = json.loads(old.read_text()) if old.exists() else []
@@ -64,7 +68,7 @@ def main(argv: list[str]) -> int:
         else:
             row.update(suspected=None, ok=False, error=(stderr.strip().splitlines() or ["no report"])[-1])
         rows.append(row)
-        order = [e.name for e in SCAN_MODELS]
+        order = [e.name for e in ALL]
         rows.sort(key=lambda r: (order.index(r["model"]) if r["model"] in order else len(order), r.get("seed", 0)))
         print(json.dumps(row), flush=True)
         write_json(old, rows)
@@ -118,7 +122,7 @@ def _by_model(rows) -> str:
 
 def _missing(rows) -> str:
     done = {r["model"] for r in rows}
-    gaps = [e.name for e in SCAN_MODELS if e.name not in done]  # a model with no run at any seed
+    gaps = [e.name for e in ALL if e.name not in done]  # a model with no run at any seed
     return f"Not measured (no row in scan_results.json): {', '.join(gaps)}." if gaps else "Every model measured."
 
 
@@ -133,8 +137,18 @@ def _summary(rows) -> str:
         good = [m for m in models if all(r["ok"] for r in group if r["model"] == m)]
         return f"{len(good)} of {len(models)} at every seed ({sum(r['ok'] for r in group)} of {len(group)} runs)"
 
-    return (f"- Backdoored models with the target class found: {every_seed(bad)}.\n"
-            f"- Clean models not flagged: {every_seed(clean)}.\n"
+    tuned = {e.name for e in SCAN_MODELS}
+    lines = []
+    for label, keep in (("models detection was tuned on", lambda r: r["model"] in tuned),
+                        ("models not used for tuning", lambda r: r["model"] not in tuned)):
+        b = [r for r in bad if keep(r)]
+        c = [r for r in clean if keep(r)]
+        if b or c:
+            lines.append(f"- {label[0].upper() + label[1:]}: backdoored with the target class found: "
+                         f"{every_seed(b) if b else 'none run'}; clean not flagged: {every_seed(c) if c else 'none run'}.")
+    return ("\n".join(lines) + "\n"
+            f"- Backdoored models with the target class found, all: {every_seed(bad)}.\n"
+            f"- Clean models not flagged, all: {every_seed(clean)}.\n"
             f"- Wall time per model: mean {statistics.mean(wall):.1f} s, worst {max(wall):.1f} s "
             f"(aim: under {AIM_S:.0f} s; {sum(w < AIM_S for w in wall)} of {len(wall)} under).")
 
