@@ -198,7 +198,12 @@ def write_md(rows, gpu: bool = False) -> str:
                     "has no such row; `--with-5pct`). CA and ASR on 2,000 held-out "
                     "Fashion-MNIST test images. Wall time and peak RSS are those of the child process doing the "
                     "work (process start, torch import and model loading included). Peer defences: see "
-                    "benchmarks/peers.py for each paper's rule and where this implementation departs from it.", "",
+                    "benchmarks/peers.py for each paper's rule and where this implementation departs from it. "
+                    "The lab's clean models (one or two per architecture) have no backdoor to remove: they are the "
+                    "false-alarm check of `bdscan scan`, in SCAN_RESULTS.md."
+                    + ("" if gpu else " A row's before and after are measured in the same invocation, on the same images; the rows come "
+                       "from several invocations on the same machine (naming models, `--only-5pct` or `--peers` keeps "
+                       "the other rows)."), "",
                     _table(rows), "", "## Per defence", "", _summary(rows), "", _missing(rows), "",
                     "Produced by `python -m benchmarks.run`; raw values in benchmarks/"
                     + ("results_gpu.json." if gpu else "results.json."), ""] + ([] if gpu else [_gpu_section(), ""]))
