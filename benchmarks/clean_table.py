@@ -50,8 +50,9 @@ def run_one(entry, setting: str, sdir: Path, tdir: Path, target: int) -> dict:
 def verdict(row: dict) -> str:
     if row.get("asr_after") is None:
         return "FAIL (no cleaned model written)"
-    ok_asr = row["asr_after"] <= ASR_BAR
-    ok_ca = row["ca_after"] >= row["ca_before"] - CA_DROP
+    # accuracies are float32 shares of 2,000 images: a drop of exactly 20 images reads 0.00999999 or 0.01000005
+    ok_asr = round(row["asr_after"], 6) <= ASR_BAR
+    ok_ca = round(row["ca_before"] - row["ca_after"], 6) <= CA_DROP
     if ok_asr and ok_ca:
         return "pass"
     return "FAIL (" + ", ".join(m for m, ok in (("ASR > 2%", ok_asr), ("CA drop > 1 pt", ok_ca)) if not ok) + ")"

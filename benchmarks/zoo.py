@@ -25,6 +25,7 @@ class Entry:
     train_limit: int | None = None
     onnx: bool = False
     bundled: bool = False
+    target: int = 0  # the attack's target class
 
     @property
     def path(self) -> Path:
@@ -70,6 +71,9 @@ LAB_MODELS = [
     Entry("sig-vgg", arch="bdscan.vgg_small", attack="sig"),
     Entry("badnets-resnet18", arch="torchvision.resnet18", attack="badnets", size=32, train_limit=None, epochs=4),
     Entry("clean-resnet18", arch="torchvision.resnet18", attack=None, size=32, train_limit=None, epochs=4),
+    # every other attack targets class 0 (T-shirt): two targets elsewhere, so no figure rests on one class
+    Entry("badnets-cnn-t7", attack="badnets", target=7),
+    Entry("blended-cnn-t3", attack="blended", target=3),
 ]
 
 
@@ -79,7 +83,8 @@ def make(entry: Entry, progress=print, device: str = "cpu"):
 
     return make_lab_model(entry.path, arch=entry.arch, attack=entry.attack, size=entry.size,
                           channels=entry.channels, epochs=entry.epochs, train_limit=entry.train_limit,
-                          onnx=entry.onnx, seed=1 if entry.name.endswith("-s1") else 0, progress=progress,
+                          onnx=entry.onnx, seed=1 if entry.name.endswith("-s1") else 0, target=entry.target,
+                          progress=progress,
                           device=device)
 
 
