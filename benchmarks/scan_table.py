@@ -6,7 +6,7 @@ For each model of benchmarks.zoo.SCAN_MODELS, then of LAB_MODELS (trained once i
 `bdscan scan MODEL --samples DIR --format json -o FILE`, with 10 clean test images per class, and checks:
 a backdoored model is flagged with the attack's target class; a clean model is not flagged. Each model is scanned
 once per seed (`--seed`, the trigger search's randomness): a verdict that flips between seeds is not one to trust.
-Detection's settings were chosen on SCAN_MODELS; LAB_MODELS (issue 4's further attacks and architectures) were not
+Detection's settings were chosen on SCAN_MODELS; LAB_MODELS (issue 4's further attacks, architectures and target classes) were not
 looked at when choosing them, so their rows are summarised apart: how the gate does on models nobody tuned it to.
 Writes benchmarks/SCAN_RESULTS.md (and scan_results.json). Aim: under 60 s per model.
 """
