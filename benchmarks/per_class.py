@@ -16,11 +16,11 @@ import torch
 from benchmarks.clean_table import OUT
 from benchmarks.common import sample_dirs
 from benchmarks.run import entries
-from benchmarks.zoo import make
 
 
 def main(argv: list[str]) -> int:
     from bdscan.evaluate import predict
+    from bdscan.lab.zoo import load_attack
     from bdscan.model import Normalized, load_model
 
     torch.set_num_threads(2)
@@ -29,15 +29,17 @@ def main(argv: list[str]) -> int:
         cleaned = OUT / f"{entry.name}-target-known" / entry.cli_path.name
         if (wanted and entry.name not in wanted) or not cleaned.exists():
             continue
-        lm = make(entry, progress=None)
-        _, _, x, y = sample_dirs(entry, lm.attack)
-        before, after = (predict(Normalized(m.module, m.spec), x) for m in map(load_model, (entry.path, cleaned)))
+        original = load_model(entry.path)
+        attack = load_attack(entry.path, original.spec)  # the sidecar: no re-evaluation of the model
+        target = attack.target
+        _, _, x, y = sample_dirs(entry, attack)  # the measure set leaves out the target's trigger images
+        before, after = (predict(Normalized(m.module, m.spec), x) for m in (original, load_model(cleaned)))
         drop = float((before == y).float().mean() - (after == y).float().mean()) * 100
-        print(f"{entry.name} (target {lm.attack.target}): CA drop {drop:.2f} points on {len(y)} images")
+        print(f"{entry.name} (target {target}): CA drop {drop:.2f} points on {len(y)} images")
         for k in range(int(y.max()) + 1):
             own = y == k
             a0, a1 = (float((p[own] == k).float().mean()) * 100 for p in (before, after))
-            mark = "  <- target" if k == lm.attack.target else ""
+            mark = "  <- target" if k == target else ""
             print(f"  class {k}: accuracy {a0:5.1f}% -> {a1:5.1f}% ({a0 - a1:+5.1f}), "
                   f"predicted {int((before == k).sum())} -> {int((after == k).sum())} times{mark}")
     return 0
