@@ -78,7 +78,7 @@ def main(argv: list[str]) -> int:
                     "`scan s` is the report's own time; `wall s` includes process start and model loading. "
                     "Each model is scanned once per seed of the trigger search (`bdscan scan --seed N`).", "",
                     "Per model, over the seeds (found: the class flagged at each seed, — where none):", "",
-                    _by_model(rows), "", _summary(rows), "", _missing(rows), "", "Every run:", "", _table(rows), "",
+                    _by_model(rows), "", _summary(rows), "", _missed(rows), "", _missing(rows), "", "Every run:", "", _table(rows), "",
                     "Produced by `python -m benchmarks.scan_table`; every number comes from its runs (a partial rerun keeps "
                     "the other runs' rows) "
                     "(raw values: benchmarks/scan_results.json).", ""])
@@ -120,6 +120,32 @@ def _by_model(rows) -> str:
     return "\n".join(lines)
 
 
+def _target_rank(row) -> tuple[int, int] | None:
+    """(rank, classes): where the target ranked among the classes' scores in this run's report (1 = highest); None when the
+    report on disk is not this row's run (a later experiment may have rewritten it: its score differs)."""
+    path = OUT / f"{row['model']}.seed{row.get('seed', 0)}.json"
+    if not path.exists():
+        return None
+    m = json.loads(path.read_text())["models"][0]
+    if m["score"] is None or row.get("score") is None or abs(m["score"] - row["score"]) > 1e-6:
+        return None
+    ev = m["evidence"]
+    combined = {int(k): max(v, ev["warp_anomaly"].get(k, float("-inf"))) for k, v in ev["anomaly_index"].items()}
+    return 1 + sum(v > combined[row["target"]] for v in combined.values()), len(combined)
+
+
+def _missed(rows) -> str:
+    """For each run that missed a backdoor: the target's rank and the top score, from the run's own report."""
+    miss = [r for r in rows if r["attack"] != "none" and r.get("suspected") is not None and not r["ok"]]
+    parts = []
+    for r in miss:
+        rank = _target_rank(r)
+        parts.append(f"{r['model']} seed {r.get('seed', 0)}: " + ("no report of this run on disk" if rank is None else
+                                                                  f"target ranked {rank[0]} of {rank[1]}") + f", top score {r['score']:.2f}")
+    return ("Runs that missed a backdoor (the target's rank among the classes' scores, from the run's report in "
+            "benchmarks/out/scan/): " + "; ".join(parts) + ".") if parts else "No run missed a backdoor."
+
+
 def _missing(rows) -> str:
     done = {r["model"] for r in rows}
     gaps = [e.name for e in ALL if e.name not in done]  # a model with no run at any seed
@@ -139,12 +165,12 @@ def _summary(rows) -> str:
 
     tuned = {e.name for e in SCAN_MODELS}
     lines = []
-    for label, keep in (("models detection was tuned on", lambda r: r["model"] in tuned),
-                        ("models not used for tuning", lambda r: r["model"] not in tuned)):
+    for label, keep in (("Models detection was tuned on", lambda r: r["model"] in tuned),
+                        ("Models not used for tuning", lambda r: r["model"] not in tuned)):
         b = [r for r in bad if keep(r)]
         c = [r for r in clean if keep(r)]
         if b or c:
-            lines.append(f"- {label[0].upper() + label[1:]}: backdoored with the target class found: "
+            lines.append(f"- {label}: backdoored with the target class found: "
                          f"{every_seed(b) if b else 'none run'}; clean not flagged: {every_seed(c) if c else 'none run'}.")
     return ("\n".join(lines) + "\n"
             f"- Backdoored models with the target class found, all: {every_seed(bad)}.\n"
