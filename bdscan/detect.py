@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bdscan.devices import full_precision
+from bdscan.devices import full_precision, inference_copy
 from bdscan.observer import NULL_OBSERVER, Observer
 
 
@@ -365,6 +365,7 @@ def detect(
 ) -> Detection:
     t0 = time.perf_counter()
     classes = list(range(num_classes))
+    model = inference_copy(model, x[:32].to(next(model.parameters()).device))
     triggers = invert_triggers(model, x, y, classes, settings=settings, seed=seed, observer=observer)
     warps = {}
     wa = torch.zeros(num_classes)

@@ -87,3 +87,59 @@ def test_full_precision_turns_tf32_off_and_restores_it():
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
+
+
+def _cnn_with_stats():
+    from bdscan.model.builtin import SmallCNN
+
+    torch.manual_seed(0)
+    model = SmallCNN(10, 1)
+    for m in model.modules():  # running statistics away from 0/1, so folding them matters
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+    return model
+
+
+def test_inference_copy_folds_batchnorm_and_keeps_the_function():
+    from bdscan.devices import inference_copy
+
+    model = _cnn_with_stats()  # left in training mode with gradients on: the copy must not change that
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.rand(8, 1, 28, 28)
+    fast = inference_copy(model, x)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    assert not any(p.requires_grad for p in fast.parameters())
+    assert model.training and all(p.requires_grad for p in model.parameters())
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    with torch.no_grad():
+        assert torch.allclose(fast(x[:4]), model.eval()(x[:4]), atol=1e-4)
+
+
+def test_inference_copy_of_an_untraceable_model_is_a_plain_copy():
+    from bdscan.devices import inference_copy
+
+    class Branchy(torch.nn.Module):  # data-dependent control flow: torch.fx cannot trace it
+        def __init__(self):
+            super().__init__()
+            self.inner = _cnn_with_stats()
+
+        def forward(self, x):
+            return self.inner(x) if float(x.mean()) > 0.5 else -self.inner(x)
+
+    model = Branchy().eval()
+    x = torch.rand(8, 1, 28, 28)
+    fast = inference_copy(model, x)
+    assert fast is not model and any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    with torch.no_grad():
+        for xs in (x, x + 0.5):  # both branches; channels_last may round differently
+            assert torch.allclose(fast(xs), model(xs), atol=1e-5)
+
+
+def test_keep_freed_memory_without_a_c_library_does_nothing(monkeypatch):
+    import ctypes.util
+
+    from bdscan.devices import keep_freed_memory
+
+    monkeypatch.setattr(ctypes.util, "find_library", lambda name: "/nonexistent/libc-none.so")
+    keep_freed_memory()  # OSError from loading it is swallowed: the CLI still starts
