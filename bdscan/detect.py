@@ -6,8 +6,13 @@ The target of a backdoor needs an unusually small mask: a MAD anomaly index over
 A second trigger family covers warping backdoors (WaNet-like), which no mask and pattern imitates: per class,
 the smallest smooth warp (a coarse grid of displacements, upsampled) that sends other classes to k. On clean
 models no class was reachable by a warp under a pixel; a class reachable by a far smaller one is flagged.
-A data-free signal (maximum attainable logit margin per class, MM-BD) is computed and reported as evidence; it
-raised false alarms on clean models in our measurements, so the verdict rests on the mask and warp sizes.
+A third signal reads where each class's synthesised mask trigger leads inside the model: the features entering
+the last linear layer, for other classes' images carrying it, against the features of the class's own images. A
+natural route to a class lands among its images; a backdoor's route does not (activation outliers). A
+data-free signal (maximum attainable logit margin per class, MM-BD) is computed too. Both are reported as
+evidence, not scored: each raised false alarms on clean lab models in our measurements (the feature shift on a
+clean resnet18, whose smallest triggers are adversarial routes off every class's images), so the verdict rests
+on the mask and warp sizes.
 """
 
 from __future__ import annotations
@@ -294,6 +299,43 @@ def warp_is_suspicious(trigger: Trigger, cap: float, threshold: float) -> bool:
     return d is not None and math.isfinite(d) and math.log(cap / max(d, 1e-6)) / LOG_SPREAD_FLOOR > threshold
 
 
+def feature_shift(model: nn.Module, x: torch.Tensor, y: torch.Tensor, triggers: dict[int, Trigger],
+                  num_classes: int) -> torch.Tensor | None:
+    """Per class k: how far the features entering the model's last linear layer, for other classes' images
+    carrying k's synthesised trigger, sit from the features of k's own images, over the spread within classes.
+    A natural route to k (drawing part of a k object) lands among k's images; a backdoor reaches k through a
+    feature k's clean images lack, as activation clustering finds in poisoned training sets. None where the
+    model has no linear layer with one output per class."""
+    heads = [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == num_classes]
+    if not heads:
+        return None
+    seen: list[torch.Tensor] = []
+    hook = heads[-1].register_forward_hook(lambda mod, inp, out: seen.append(inp[0].detach().flatten(1).float()))
+    device = next(model.parameters()).device
+
+    def features(images: torch.Tensor) -> torch.Tensor:
+        seen.clear()
+        with torch.no_grad():
+            model(images.to(device))
+        return seen[-1].cpu()
+
+    try:
+        f = features(x)
+        centre = torch.stack([f[y == k].mean(0) if bool((y == k).any()) else f.mean(0) for k in range(num_classes)])
+        within = f - centre[y]
+        sd = within.std(0)
+        sd = sd + 1e-3 * sd.mean() + 1e-8  # units that never vary among clean images must not divide by zero
+        typical = (within / sd).norm(dim=1).mean()
+        out = torch.ones(num_classes)
+        for k, t in triggers.items():
+            other = x[y != k]
+            if len(other):
+                out[k] = ((features(t.apply(other)) - centre[k]) / sd).norm(dim=1).mean() / typical
+        return out
+    finally:
+        hook.remove()
+
+
 def mad_anomaly(values: torch.Tensor, small_side: bool = True, min_spread: float = 0.0) -> torch.Tensor:
     """Anomaly index per entry: distance from the median in units of 1.4826 * MAD (one-sided).
 
@@ -350,6 +392,7 @@ class Detection:
     threshold: float
     warp_anomaly: dict[int, float] = field(default_factory=dict)
     warps: dict[int, Trigger] = field(default_factory=dict)
+    feature_anomaly: dict[int, float] = field(default_factory=dict)  # triggered features apart from the class's
 
     def shown_trigger(self, k: int) -> Trigger:
         """The trigger that scored for ``k``: the warp when its anomaly is the larger."""
@@ -373,12 +416,16 @@ def detect(
         warps = invert_warps(model, x, y, classes, settings=replace(warp, batch=settings.batch), seed=seed,
                              observer=observer)
         wa = warp_anomaly(warps, warp.cap)
+    shift = feature_shift(model, x, y, triggers, num_classes)
+    fa = mad_anomaly(torch.log(shift.clamp(min=1e-6)), small_side=False) if shift is not None else torch.zeros(
+        num_classes)
     l1 = torch.tensor([triggers[k].mask_l1 for k in classes])
     # mask sizes spread multiplicatively: compare them in log space, spread floored at a factor of e^0.6
     nc = mad_anomaly(torch.log(l1.clamp(min=1e-6)), min_spread=LOG_SPREAD_FLOOR)
     margins = max_margins(model, tuple(x.shape[1:]), classes, seed=seed)
     mm = mad_anomaly(margins, small_side=False)
     # the margin statistic flagged clean models in our measurements: it is reported as evidence, not scored
+    # the feature shift flagged a clean resnet18 (5.52 on one class) in our measurements: evidence, not scored
     combined = torch.maximum(nc, wa)
     k = int(torch.argmax(combined))
     score = float(combined[k])
@@ -387,5 +434,5 @@ def detect(
         suspected, k if suspected else None, score,
         {c: float(nc[i]) for i, c in enumerate(classes)}, {c: float(mm[i]) for i, c in enumerate(classes)},
         {c: float(l1[i]) for i, c in enumerate(classes)}, triggers, time.perf_counter() - t0, threshold,
-        {c: float(wa[i]) for i, c in enumerate(classes)}, warps,
+        {c: float(wa[i]) for i, c in enumerate(classes)}, warps, {c: float(fa[i]) for i, c in enumerate(classes)},
     )

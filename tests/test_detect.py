@@ -1,5 +1,5 @@
-"""Trigger families of detect.py: the warp and its pictures, mixed forget-set triggers, the warp rule, and what
-the warp search finds on the bundled clean model (the property the warp rule rests on)."""
+"""Trigger families of detect.py: the warp and its pictures, mixed forget-set triggers, the warp rule, what
+the warp search finds on the bundled clean model (the property the warp rule rests on), and the feature shift."""
 
 from __future__ import annotations
 
@@ -64,3 +64,41 @@ def test_no_small_warp_reaches_any_class_of_the_bundled_clean_model():
     warps = invert_warps(model, s.x, s.y, list(range(10)), settings=settings)
     assert not any(warp_is_suspicious(w, settings.cap, 2.0) for w in warps.values())
     assert all(not math.isfinite(w.displacement) or w.displacement > 0.3 for w in warps.values())
+
+
+class _Route:
+    """A route to a class as feature_shift sees it: anything with ``apply``."""
+
+    def __init__(self, fn):
+        self.apply = fn
+
+
+def test_feature_shift_tells_the_real_trigger_from_a_natural_route_to_the_target():
+    from bdscan.detect import feature_shift
+    from bdscan.lab.zoo import load_attack
+
+    path = EXAMPLES / "models" / "badnets-cnn.safetensors"
+    loaded = load_model(path)
+    model = Normalized(loaded.module, loaded.spec).eval()
+    s = load_samples(EXAMPLES / "samples", loaded.spec, min_per_class=2)
+    attack = load_attack(path, loaded.spec)
+    t = attack.target
+    own = s.of_class(t).x[0]
+    real = _Route(attack.apply)  # the backdoor's own patch
+    natural = _Route(lambda x: 0.2 * x + 0.8 * own)  # mostly a real image of the target class
+    other = s.not_class(t).x
+    with torch.no_grad():  # both routes do reach the target: the comparison is between two ways there
+        for route in (real, natural):
+            assert float((model(route.apply(other)).argmax(1) == t).float().mean()) >= 0.9
+    shift_real = float(feature_shift(model, s.x, s.y, {t: real}, 10)[t])
+    shift_natural = float(feature_shift(model, s.x, s.y, {t: natural}, 10)[t])
+    assert shift_real > 2 * shift_natural
+
+
+def test_feature_shift_needs_a_linear_head():
+    from bdscan.detect import feature_shift
+
+    conv_head = torch.nn.Sequential(torch.nn.Conv2d(1, 10, 28), torch.nn.Flatten())  # no nn.Linear at all
+    x = torch.rand(20, 1, 28, 28)
+    y = torch.arange(20) % 10
+    assert feature_shift(conv_head, x, y, {}, 10) is None
