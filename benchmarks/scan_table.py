@@ -78,7 +78,7 @@ def main(argv: list[str]) -> int:
                     "`scan s` is the report's own time; `wall s` includes process start and model loading. "
                     "Each model is scanned once per seed of the trigger search (`bdscan scan --seed N`).", "",
                     "Per model, over the seeds (found: the class flagged at each seed, — where none):", "",
-                    _by_model(rows), "", _summary(rows), "", _missed(rows), "", _missing(rows), "", "Every run:", "", _table(rows), "",
+                    _by_model(rows), "", _summary(rows), "", _missed(rows), "", _unscored(rows), "", _missing(rows), "", "Every run:", "", _table(rows), "",
                     "Produced by `python -m benchmarks.scan_table`; every number comes from its runs (a partial rerun keeps "
                     "the other runs' rows) "
                     "(raw values: benchmarks/scan_results.json).", ""])
@@ -120,16 +120,24 @@ def _by_model(rows) -> str:
     return "\n".join(lines)
 
 
-def _target_rank(row) -> tuple[int, int] | None:
-    """(rank, classes): where the target ranked among the classes' scores in this run's report (1 = highest); None when the
-    report on disk is not this row's run (a later experiment may have rewritten it: its score differs)."""
+def _evidence(row) -> dict | None:
+    """This run's detection evidence from its report; None when the report on disk is not this row's run (a later
+    experiment may have rewritten it: its score differs)."""
     path = OUT / f"{row['model']}.seed{row.get('seed', 0)}.json"
     if not path.exists():
         return None
     m = json.loads(path.read_text())["models"][0]
     if m["score"] is None or row.get("score") is None or abs(m["score"] - row["score"]) > 1e-6:
         return None
-    ev = m["evidence"]
+    return m["evidence"]
+
+
+def _target_rank(row) -> tuple[int, int] | None:
+    """(rank, classes): where the target ranked among the classes' scores in this run's report (1 = highest); None when
+    the report on disk is not this row's run."""
+    ev = _evidence(row)
+    if ev is None:
+        return None
     combined = {int(k): max(v, ev["warp_anomaly"].get(k, float("-inf"))) for k, v in ev["anomaly_index"].items()}
     return 1 + sum(v > combined[row["target"]] for v in combined.values()), len(combined)
 
@@ -144,6 +152,37 @@ def _missed(rows) -> str:
                                                                   f"target ranked {rank[0]} of {rank[1]}") + f", top score {r['score']:.2f}")
     return ("Runs that missed a backdoor (the target's rank among the classes' scores, from the run's report in "
             "benchmarks/out/scan/): " + "; ".join(parts) + ".") if parts else "No run missed a backdoor."
+
+
+def _unscored(rows) -> str:
+    """The signals reports carry but the verdict does not use: had each been scored alone at the same threshold,
+    how many backdoored runs would it have named the target in, and how many clean runs would it have flagged."""
+    lines = []
+    for key, name in (("feature_anomaly", "feature shift"), ("margin_anomaly", "MM-BD margin")):
+        hit = bad = flagged = clean = 0
+        worst = None
+        for r in rows:
+            ev = _evidence(r)
+            vals = {int(k): v for k, v in ((ev or {}).get(key) or {}).items()}
+            if not vals:
+                continue
+            k = max(vals, key=vals.get)
+            if r["attack"] != "none":
+                bad += 1
+                hit += k == r["target"] and vals[k] > r["threshold"]
+            else:
+                clean += 1
+                flagged += vals[k] > r["threshold"]
+                if worst is None or vals[k] > worst[0]:
+                    worst = (vals[k], r["model"], r.get("seed", 0), k)
+        if bad + clean == 0:
+            lines.append(f"- {name}: no report on disk carries it.")
+            continue
+        top = f" (largest: {worst[0]:.2f}, {worst[1]} seed {worst[2]}, class {worst[3]})" if worst else ""
+        lines.append(f"- {name}: above the threshold on the target in {hit} of {bad} backdoored runs; above it on some "
+                     f"class in {flagged} of {clean} clean runs{top}.")
+    return ("Evidence reports carry but the verdict does not use, scored alone at the same threshold (from the runs' "
+            "reports in benchmarks/out/scan/):\n\n" + "\n".join(lines))
 
 
 def _missing(rows) -> str:
