@@ -83,7 +83,7 @@ def keep_freed_memory() -> None:
 def inference_copy(model: nn.Module, probe: torch.Tensor) -> nn.Module:
     """A frozen copy of ``model`` for optimising inputs against: eval mode, each BatchNorm folded into the
     convolution before it (torch.fx), channels_last. On CPU a forward and backward pass of the lab models took
-    1.25 to 1.6 times less (benchmarks/inference_copy.py). The copy must give the model's logits on ``probe``;
+    1.3 to 1.7 times less (benchmarks/inference_copy.py). The copy must give the model's logits on ``probe``;
     where it cannot be traced or does not, the plain copy serves."""
     from torch.fx.experimental.optimization import fuse
 
