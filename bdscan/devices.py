@@ -67,7 +67,7 @@ def prepare(model: nn.Module, device: torch.device) -> nn.Module:
 def keep_freed_memory() -> None:
     """Ask glibc to keep freed blocks up to 32 MiB in the heap instead of handing them back to the kernel. The
     trigger searches allocate and free the same activation buffers every step; by default each came back as
-    fresh zeroed pages, 12 of the 38 s wall of a small-CNN scan were kernel time, 0.5 s with this (30 s wall).
+    fresh zeroed pages (kernel time of a small-CNN scan 9.6 s without this, 0.7 s with; benchmarks/inference_copy.py).
     Process-wide, so the CLI calls it, not the library; a no-op where the C library has no mallopt."""
     import ctypes
     import ctypes.util
@@ -83,7 +83,7 @@ def keep_freed_memory() -> None:
 def inference_copy(model: nn.Module, probe: torch.Tensor) -> nn.Module:
     """A frozen copy of ``model`` for optimising inputs against: eval mode, each BatchNorm folded into the
     convolution before it (torch.fx), channels_last. On CPU a forward and backward pass of the lab models took
-    1.3 to 1.7 times less (benchmarks/inference_copy.py). The copy must give the model's logits on ``probe``;
+    1.2 to 1.6 times less (benchmarks/inference_copy.py). The copy must give the model's logits on ``probe``;
     where it cannot be traced or does not, the plain copy serves."""
     from torch.fx.experimental.optimization import fuse
 
