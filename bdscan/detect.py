@@ -349,6 +349,14 @@ def mad_anomaly(values: torch.Tensor, small_side: bool = True, min_spread: float
     return dev / mad
 
 
+def agreement(mask_anomaly: torch.Tensor, feature_anomaly: torch.Tensor) -> torch.Tensor:
+    """Per class, the geometric mean of the mask-size and feature-shift anomalies (each floored at 0): high only
+    where both point at the class. The feature shift alone flagged a clean resnet18's class (4.85 to 5.52 over
+    three seeds, mask anomaly 0.05 to 0.18: agreement under 1); both together find backdoors whose mask alone sits
+    under the threshold."""
+    return torch.sqrt(mask_anomaly.clamp(min=0) * feature_anomaly.clamp(min=0))
+
+
 def max_margins(
     model: nn.Module, shape: tuple[int, int, int], classes: list[int], *, steps: int = 100, restarts: int = 4,
     seed: int = 0,
@@ -393,10 +401,12 @@ class Detection:
     warp_anomaly: dict[int, float] = field(default_factory=dict)
     warps: dict[int, Trigger] = field(default_factory=dict)
     feature_anomaly: dict[int, float] = field(default_factory=dict)  # triggered features apart from the class's
+    agreement: dict[int, float] = field(default_factory=dict)  # mask and feature anomaly together (scored)
 
     def shown_trigger(self, k: int) -> Trigger:
-        """The trigger that scored for ``k``: the warp when its anomaly is the larger."""
-        if k in self.warps and self.warp_anomaly.get(k, -math.inf) > self.anomaly.get(k, -math.inf):
+        """The trigger that scored for ``k``: the warp when its anomaly is the larger (agreement is the mask's)."""
+        mask = max(self.anomaly.get(k, -math.inf), self.agreement.get(k, -math.inf))
+        if k in self.warps and self.warp_anomaly.get(k, -math.inf) > mask:
             return self.warps[k]
         return self.triggers[k]
 
@@ -425,8 +435,8 @@ def detect(
     margins = max_margins(model, tuple(x.shape[1:]), classes, seed=seed)
     mm = mad_anomaly(margins, small_side=False)
     # the margin statistic flagged clean models in our measurements: it is reported as evidence, not scored
-    # the feature shift flagged a clean resnet18 (5.52 on one class) in our measurements: evidence, not scored
-    combined = torch.maximum(nc, wa)
+    agree = agreement(nc, fa)
+    combined = torch.maximum(torch.maximum(nc, wa), agree)
     k = int(torch.argmax(combined))
     score = float(combined[k])
     suspected = score > threshold
@@ -435,4 +445,5 @@ def detect(
         {c: float(nc[i]) for i, c in enumerate(classes)}, {c: float(mm[i]) for i, c in enumerate(classes)},
         {c: float(l1[i]) for i, c in enumerate(classes)}, triggers, time.perf_counter() - t0, threshold,
         {c: float(wa[i]) for i, c in enumerate(classes)}, warps, {c: float(fa[i]) for i, c in enumerate(classes)},
+        {c: float(agree[i]) for i, c in enumerate(classes)},
     )

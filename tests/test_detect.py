@@ -1,5 +1,6 @@
 """Trigger families of detect.py: the warp and its pictures, mixed forget-set triggers, the warp rule, what
-the warp search finds on the bundled clean model (the property the warp rule rests on), and the feature shift."""
+the warp search finds on the bundled clean model (the property the warp rule rests on), the feature shift and
+the agreement rule that scores it together with the mask anomaly."""
 
 from __future__ import annotations
 
@@ -102,3 +103,17 @@ def test_feature_shift_needs_a_linear_head():
     x = torch.rand(20, 1, 28, 28)
     y = torch.arange(20) % 10
     assert feature_shift(conv_head, x, y, {}, 10) is None
+
+
+def test_agreement_needs_both_signals():
+    from bdscan.detect import agreement
+
+    # (mask anomaly, feature anomaly) pairs as the scan table's reports have them: the clean resnet18's Trouser
+    # class (feature shift alone), a clean CNN's Bag class (both moderate), the Blended CNN toward class 3 at seed 0
+    nc = torch.tensor([0.18, 1.69, 1.86, -0.5])
+    fa = torch.tensor([4.85, 1.63, 3.79, 6.0])
+    a = agreement(nc, fa)
+    assert a[0] < 2.0 and a[1] < 2.0 and a[2] > 2.0
+    assert float(a[3]) == 0.0  # a class whose mask is larger than usual gets no agreement
+    # never above the larger signal, never below the smaller: both must point at the class
+    assert bool((a <= torch.maximum(nc, fa)).all()) and bool((a >= torch.minimum(nc, fa).clamp(min=0)).all())

@@ -96,6 +96,7 @@ def detection_dict(d) -> dict:
         "mask_l1": {str(k): round(v, 6) for k, v in d.mask_l1.items()},
         "warp_anomaly": {str(k): round(v, 4) for k, v in d.warp_anomaly.items()},
         "feature_anomaly": {str(k): round(v, 4) for k, v in d.feature_anomaly.items()},
+        "agreement_anomaly": {str(k): round(v, 4) for k, v in d.agreement.items()},
         # pixels; null where no warp reached the success bar
         "warp_displacement_px": {str(k): _finite(t.displacement) for k, t in d.warps.items()},
         "seconds": round(d.seconds, 3),

@@ -193,8 +193,9 @@ def anomaly_by_class(evidence: dict, threshold: float, target: int | None, label
     def build():
         keys = list(evidence.get("anomaly_index", {}))
         names = [_plain(labels[int(k)] if labels and int(k) < len(labels) else k) for k in keys]
-        warp = evidence.get("warp_anomaly") or {}  # the larger of the two families counts, as in the score
-        vals = [max(0.0, evidence["anomaly_index"][k], warp.get(k, 0.0)) for k in keys]
+        warp = evidence.get("warp_anomaly") or {}  # the largest of the scored signals counts, as in the score
+        agree = evidence.get("agreement_anomaly") or {}
+        vals = [max(0.0, evidence["anomaly_index"][k], warp.get(k, 0.0), agree.get(k, 0.0)) for k in keys]
         fig = _figure(max(4.5, 0.5 * len(keys) + 1.5), 2.6)
         ax = fig.add_subplot()
         colors = [BAD if target is not None and int(k) == target else BEFORE for k in keys]
@@ -210,7 +211,7 @@ def anomaly_by_class(evidence: dict, threshold: float, target: int | None, label
         ax.set_ylim(0, top * 1.4)  # headroom for the legend
         ax.set_ylabel("anomaly index")
         ax.set_title("How unusually small each class's synthesised trigger is", loc="left")
-        label = "trigger-size anomaly (mask or warp)" if warp else "trigger-size anomaly"
+        label = "anomaly (mask, warp or mask with feature shift)" if warp else "trigger-size anomaly"
         handles = [Patch(color=BEFORE, label=label), *ax.get_legend_handles_labels()[0]]
         ax.legend(handles=handles, loc="upper right", fontsize=8, ncols=3)
         if any(len(n) > 4 for n in names):
