@@ -117,3 +117,17 @@ def test_agreement_needs_both_signals():
     assert float(a[3]) == 0.0  # a class whose mask is larger than usual gets no agreement
     # never above the larger signal, never below the smaller: both must point at the class
     assert bool((a <= torch.maximum(nc, fa)).all()) and bool((a >= torch.minimum(nc, fa).clamp(min=0)).all())
+
+
+def test_shown_trigger_is_the_family_that_scored():
+    from dataclasses import replace
+
+    from bdscan.detect import Detection
+
+    mask = Trigger(0, torch.zeros(1, 4, 4), torch.zeros(1, 4, 4), 0.1, 1.0)
+    warp = _warp_trigger(0, torch.zeros(2, 4, 4), 0.1, 0.95)
+    # the agreement (2.5) outscores the warp (2.0): the mask trigger it rests on is what the report shows
+    d = Detection(True, 0, 2.5, {0: 1.5}, {0: 0.0}, {0: 0.1}, {0: mask}, 0.0, 2.0, {0: 2.0}, {0: warp}, {0: 4.2},
+                  {0: 2.5})
+    assert d.shown_trigger(0) is mask
+    assert replace(d, agreement={0: 1.0}).shown_trigger(0) is warp
