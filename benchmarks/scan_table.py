@@ -22,6 +22,7 @@ import sys
 
 import torch
 
+from bdscan.report.plots import scored_by_class
 from benchmarks.common import machine, run_cli, sample_dirs, write_json
 from benchmarks.zoo import HELD_OUT_MODELS, HERE, LAB_MODELS, SCAN_MODELS, make
 
@@ -141,8 +142,7 @@ def _target_rank(row) -> tuple[int, int] | None:
     ev = _evidence(row)
     if ev is None:
         return None
-    scored = [ev.get(key) or {} for key in ("warp_anomaly", "agreement_anomaly")]
-    combined = {int(k): max([v] + [s.get(k, float("-inf")) for s in scored]) for k, v in ev["anomaly_index"].items()}
+    combined = {int(k): v for k, v in scored_by_class(ev).items()}
     return 1 + sum(v > combined[row["target"]] for v in combined.values()), len(combined)
 
 

@@ -186,6 +186,16 @@ def repair_history(history: list[dict], best_epoch: int | None) -> str:
     return _render(build, "chart-repair", history, best_epoch)
 
 
+# the per-class signals detect() scores, as a report's `detection` carries them; the score is their largest
+SCORED = ("anomaly_index", "warp_anomaly", "agreement_anomaly")
+
+
+def scored_by_class(evidence: dict) -> dict[str, float]:
+    """Each class's score from a report's detection evidence: the largest of the scored signals it carries."""
+    signals = [evidence.get(key) or {} for key in SCORED]
+    return {k: max(sig[k] for sig in signals if k in sig) for k in evidence.get("anomaly_index", {})}
+
+
 def anomaly_by_class(evidence: dict, threshold: float, target: int | None, labels: list[str] | None,
                      key: str, score: float | None = None) -> str:
     """Scan evidence: each class's trigger-size anomaly, the decision threshold, and the suspected class's score."""
@@ -193,9 +203,9 @@ def anomaly_by_class(evidence: dict, threshold: float, target: int | None, label
     def build():
         keys = list(evidence.get("anomaly_index", {}))
         names = [_plain(labels[int(k)] if labels and int(k) < len(labels) else k) for k in keys]
-        warp = evidence.get("warp_anomaly") or {}  # the largest of the scored signals counts, as in the score
-        agree = evidence.get("agreement_anomaly") or {}
-        vals = [max(0.0, evidence["anomaly_index"][k], warp.get(k, 0.0), agree.get(k, 0.0)) for k in keys]
+        warp = evidence.get("warp_anomaly") or {}
+        scores = scored_by_class(evidence)  # the largest of the scored signals counts, as in the score
+        vals = [max(0.0, scores[k]) for k in keys]
         fig = _figure(max(4.5, 0.5 * len(keys) + 1.5), 2.6)
         ax = fig.add_subplot()
         colors = [BAD if target is not None and int(k) == target else BEFORE for k in keys]
