@@ -19,7 +19,7 @@ def clean_cmd(
     model: Path = typer.Argument(..., help="Suspect model (.safetensors or .onnx); never modified.", show_default=False),
     samples: Path = typer.Option(..., "--samples", "-s", help="Clean images, DIR/<class>/*.png (10 per class is "
                                  "plenty)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder [default: MODEL's folder/"
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder \\[default: MODEL's folder/"
                                        "<name>.bdscan]."),
     target_class: Optional[int] = typer.Option(None, "--target-class", "-t", help="The backdoor's target class, "
                                                "if known; a trigger toward it is synthesised."),
@@ -30,8 +30,8 @@ def clean_cmd(
     layers: Optional[str] = typer.Option(None, "--layers", help="Layers to edit: 'late' (default), 'all', or "
                                          "comma-separated dotted names."),
     alpha: Optional[str] = typer.Option(None, "--alpha", help="Selection thresholds to try, comma-separated "
-                                        "[default: 10,7,5,4,3,2.5,2,1.5]."),
-    lam: Optional[str] = typer.Option(None, "--lambda", help="Dampening strengths to try [default: 1,0.5,0]."),
+                                        "\\[default: 10,7,5,4,3,2.5,2,1.5]."),
+    lam: Optional[str] = typer.Option(None, "--lambda", help="Dampening strengths to try \\[default: 1,0.5,0]."),
     no_repair: bool = typer.Option(False, "--no-repair", help="Keep the edit alone, skip the repair fine-tune."),
     epochs: int = typer.Option(10, "--epochs", min=0, help="Repair epochs (the best epoch is kept)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N; auto picks CUDA when present."),

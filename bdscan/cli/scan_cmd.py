@@ -34,18 +34,18 @@ def scan_cmd(
     models: List[Path] = typer.Argument(..., help="Model files (.safetensors, .onnx) or folders of them.",
                                         show_default=False),
     samples: Optional[Path] = typer.Option(None, "--samples", "-s", help="Clean images, DIR/<class>/*.png "
-                                           "(or 'samples' in [tool.bdscan])."),
-    fmt: Optional[OutputFormat] = typer.Option(None, "--format", "-f", help="text, json, sarif or markdown "
-                                               "[default: text]."),
+                                           "(or 'samples' in \\[tool.bdscan])."),
+    fmt: Optional[OutputFormat] = typer.Option(None, "--format", "-f", help="text, json, markdown, sarif, or html (needs -o) "
+                                               "\\[default: text]."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the report to this file."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Anomaly score above which a model is "
-                                              "suspected [default: 2.0]."),
+                                              "suspected \\[default: 2.0]."),
     fail_on_detection: Optional[bool] = typer.Option(None, "--fail-on-detection/--no-fail-on-detection",
-                                                     help="Exit 1 when a model is suspected [default: on]."),
+                                                     help="Exit 1 when a model is suspected \\[default: on]."),
     save_triggers: Optional[Path] = typer.Option(None, "--save-triggers", help="Folder for the synthesised "
                                                  "mask and pattern of each suspected model (PNG)."),
-    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N [default: auto]."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for the trigger search [default: 0]."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N \\[default: auto]."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for the trigger search \\[default: 0]."),
     arch: Optional[str] = ArchOpt,
     mean: Optional[str] = MeanOpt,
     std: Optional[str] = StdOpt,
