@@ -1,6 +1,6 @@
 """Issue 5 measure: `bdscan scan` on backdoored and clean lab models.
 
-    python -m benchmarks.scan_table [--seeds 0,1,2] [MODEL_NAME ...]
+    python -m benchmarks.scan_table [--seeds 0,1,2] [--held-out-2] [MODEL_NAME ...]
 
 For each model of benchmarks.zoo.SCAN_MODELS, then LAB_MODELS, then HELD_OUT_MODELS (trained once into
 benchmarks/cache/), runs the real CLI,
@@ -12,6 +12,11 @@ looked at when choosing them, but the rule that scores the mask and feature-shif
 the runs of both. HELD_OUT_MODELS were trained after that rule and never looked at while choosing anything: their
 rows are how the gate does on models nobody tuned it to. Each group is summarised apart.
 Writes benchmarks/SCAN_RESULTS.md (and scan_results.json). Aim: under 60 s per model.
+
+``--held-out-2`` scans HELD_OUT_2_MODELS instead (trained later still, in a checkout without the first table's
+reports) into SCAN_RESULTS_HELD_OUT_2.md and scan_results_held_out_2.json, a table of its own: the first table's
+rows read their evidence (target ranks, unscored signals) from reports no longer on disk. Rows now keep their
+report's evidence, so a table can be rebuilt (``--report-only``) without benchmarks/out/.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import torch
 
 from bdscan.report.plots import scored_by_class
 from benchmarks.common import machine, run_cli, sample_dirs, write_json
-from benchmarks.zoo import HELD_OUT_MODELS, HERE, LAB_MODELS, SCAN_MODELS, make
+from benchmarks.zoo import HELD_OUT_2_MODELS, HELD_OUT_MODELS, HERE, LAB_MODELS, SCAN_MODELS, make
 
 ALL = SCAN_MODELS + LAB_MODELS + HELD_OUT_MODELS
 
@@ -39,10 +44,14 @@ def main(argv: list[str]) -> int:
         i = argv.index("--seeds")
         seeds = [int(v) for v in argv[i + 1].split(",")]
         argv = argv[:i] + argv[i + 2:]
+    second = "--held-out-2" in argv
+    argv = [a for a in argv if a != "--held-out-2"]
+    models = HELD_OUT_2_MODELS if second else ALL
+    stem = "_held_out_2" if second else ""
     wanted = set(argv)
-    old = HERE / "scan_results.json"
+    old = HERE / f"scan_results{stem}.json"
     report_only = "--report-only" in wanted  # rebuild SCAN_RESULTS.md from scan_results.json, run nothing
-    runs = [(e, seed) for e in ALL for seed in seeds if not report_only and (not wanted or e.name in wanted)]
+    runs = [(e, seed) for e in models for seed in seeds if not report_only and (not wanted or e.name in wanted)]
     # a partial rerun (some models or seeds) keeps the other runs' rows from scan_results.json
     planned = {(e.name, seed) for e, seed in runs}
     earlier = json.loads(old.read_text()) if old.exists() else []
@@ -64,7 +73,7 @@ def main(argv: list[str]) -> int:
         if report.exists():
             m = json.loads(report.read_text())["models"][0]
             row.update(suspected=m["suspected"], found=m["target_class"], score=m["score"],
-                       threshold=m["threshold"], scan_s=m["seconds"])
+                       threshold=m["threshold"], scan_s=m["seconds"], evidence=m["evidence"])
             if entry.attack:
                 row["ok"] = bool(m["suspected"] and m["target_class"] == row["target"])
             else:
@@ -72,21 +81,30 @@ def main(argv: list[str]) -> int:
         else:
             row.update(suspected=None, ok=False, error=(stderr.strip().splitlines() or ["no report"])[-1])
         rows.append(row)
-        order = [e.name for e in ALL]
+        order = [e.name for e in models]
         rows.sort(key=lambda r: (order.index(r["model"]) if r["model"] in order else len(order), r.get("seed", 0)))
         print(json.dumps(row), flush=True)
         write_json(old, rows)
-    md = "\n".join(["# `bdscan scan` on lab models (issue 5)", "", f"Machine: {machine()}.", "",
+    # rows from before evidence was kept in them take it from their own report, where that is still on disk
+    filled = 0
+    for r in rows:
+        if "evidence" not in r and (ev := _evidence(r)) is not None:
+            r["evidence"] = ev
+            filled += 1
+    if filled:
+        write_json(old, rows)
+    title = "on the second held-out set of lab models" if second else "on lab models"
+    md = "\n".join([f"# `bdscan scan` {title} (issue 5)", "", f"Machine: {machine()}.", "",
                     "Samples: 10 clean Fashion-MNIST test images per class (`examples/samples` at 28x28). "
                     "CA and ASR of each model on the full Fashion-MNIST test set (10,000 images). "
                     "`scan s` is the report's own time; `wall s` includes process start and model loading. "
                     "Each model is scanned once per seed of the trigger search (`bdscan scan --seed N`).", "",
                     "Per model, over the seeds (found: the class flagged at each seed, — where none):", "",
-                    _by_model(rows), "", _summary(rows), "", _missed(rows), "", _unscored(rows), "", _missing(rows), "", "Every run:", "", _table(rows), "",
-                    "Produced by `python -m benchmarks.scan_table`; every number comes from its runs (a partial rerun keeps "
+                    _by_model(rows), "", _summary(rows), "", _missed(rows), "", _unscored(rows), "", _missing(rows, models), "", "Every run:", "", _table(rows), "",
+                    f"Produced by `python -m benchmarks.scan_table{' --held-out-2' if second else ''}`; every number comes from its runs (a partial rerun keeps "
                     "the other runs' rows) "
-                    "(raw values: benchmarks/scan_results.json).", ""])
-    (HERE / "SCAN_RESULTS.md").write_text(md)
+                    f"(raw values: benchmarks/{old.name}).", ""])
+    (HERE / f"SCAN_RESULTS{stem.upper()}.md").write_text(md)
     print(md)
     return 0
 
@@ -125,8 +143,10 @@ def _by_model(rows) -> str:
 
 
 def _evidence(row) -> dict | None:
-    """This run's detection evidence from its report; None when the report on disk is not this row's run (a later
-    experiment may have rewritten it: its score differs)."""
+    """This run's detection evidence: kept in the row, else read from its report; None when the report on disk is
+    not this row's run (a later experiment may have rewritten it: its score differs) or is gone."""
+    if "evidence" in row:
+        return row["evidence"]
     path = OUT / f"{row['model']}.seed{row.get('seed', 0)}.json"
     if not path.exists():
         return None
@@ -189,9 +209,9 @@ def _unscored(rows) -> str:
             "reports in benchmarks/out/scan/):\n\n" + "\n".join(lines))
 
 
-def _missing(rows) -> str:
+def _missing(rows, models) -> str:
     done = {r["model"] for r in rows}
-    gaps = [e.name for e in ALL if e.name not in done]  # a model with no run at any seed
+    gaps = [e.name for e in models if e.name not in done]  # a model with no run at any seed
     return f"Not measured (no row in scan_results.json): {', '.join(gaps)}." if gaps else "Every model measured."
 
 
