@@ -212,7 +212,7 @@ def _unscored(rows) -> str:
 def _missing(rows, models) -> str:
     done = {r["model"] for r in rows}
     gaps = [e.name for e in models if e.name not in done]  # a model with no run at any seed
-    return f"Not measured (no row in scan_results.json): {', '.join(gaps)}." if gaps else "Every model measured."
+    return f"Not measured (no row in the results file): {', '.join(gaps)}." if gaps else "Every model measured."
 
 
 def _summary(rows) -> str:
