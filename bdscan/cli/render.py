@@ -105,12 +105,18 @@ def clean_summary(doc: dict) -> None:
 def scan_summary(doc: dict) -> None:
     from rich.table import Table
 
+    from bdscan.report.scan import verdict as model_verdict
+
     s = doc["summary"]
     if doc["models"]:
         t = Table("model", "verdict", "target", "score", "time")
         for m in doc["models"]:
-            verdict = "[bold red]SUSPECTED[/]" if m["suspected"] else "[green]clean[/]"
+            verdict = {"suspected": "[bold red]SUSPECTED[/]", "clean": "[green]clean[/]",
+                       "accepted": "[yellow]accepted[/] " + escape((m.get("accepted") or {}).get("reason") or "")}[
+                model_verdict(m)]
             tgt = "" if m["target_class"] is None else f"{m['target_class']} ({escape(str(m['target_label']))})"
             t.add_row(escape(m["path"]), verdict, tgt, f"{m['score']:.2f}", f"{m['seconds']:.1f}s")
         out.print(t)
-    out.print(f"{s['scanned']} scanned, {s['suspected']} suspected, {s['errors']} error(s), {s['skipped']} skipped")
+    accepted = f" ({s['accepted']} accepted)" if s.get("accepted") else ""
+    out.print(f"{s['scanned']} scanned, {s['suspected']} suspected{accepted}, {s['errors']} error(s), "
+              f"{s['skipped']} skipped")

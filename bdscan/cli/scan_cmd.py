@@ -42,6 +42,9 @@ def scan_cmd(
                                               "suspected \\[default: 2.0]."),
     fail_on_detection: Optional[bool] = typer.Option(None, "--fail-on-detection/--no-fail-on-detection",
                                                      help="Exit 1 when a model is suspected \\[default: on]."),
+    accepted_file: Optional[Path] = typer.Option(None, "--accepted", help="JSON of reviewed findings (model "
+                                                 "sha256 and target class) the gate lets pass; still reported "
+                                                 "(or 'accepted' in \\[tool.bdscan])."),
     save_triggers: Optional[Path] = typer.Option(None, "--save-triggers", help="Folder for the synthesised "
                                                  "mask and pattern of each suspected model (PNG)."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N \\[default: auto]."),
@@ -53,15 +56,16 @@ def scan_cmd(
 ) -> None:
     """Scan models for backdoors from clean samples alone.
 
-    Exit 0: every model scanned and none suspected; 1: a backdoor is suspected; 2: a model could not be
-    read; 3: nothing was scanned; 4: usage error.
+    Exit 0: every model scanned and none suspected (or each suspected one accepted with --accepted); 1: a
+    backdoor is suspected; 2: a model could not be read; 3: nothing was scanned; 4: usage error.
     """
+    from bdscan.accepted import load_accepted, mark_accepted
     from bdscan.cli.settings_file import load_defaults
     from bdscan.errors import ArchitectureError, BdscanError, ExitCode, UnsupportedModelError, UsageError
     from bdscan.fileio import atomic_write_text
     from bdscan.pipeline import scan
     from bdscan.report import render as render_doc
-    from bdscan.report.scan import model_entry, scan_report
+    from bdscan.report.scan import failing, model_entry, scan_report
 
     cfg = load_defaults()
     fmt = fmt or OutputFormat(cfg.get("format", "text"))
@@ -75,6 +79,8 @@ def scan_cmd(
     device_name = device or str(cfg.get("device", "auto"))
     seed = seed if seed is not None else int(cfg.get("seed", 0))
     arch = arch or cfg.get("arch")
+    accepted_file = accepted_file or (Path(cfg["accepted"]) if cfg.get("accepted") else None)
+    accepted = load_accepted(accepted_file) if accepted_file is not None else {}  # a bad file fails before scanning
     from bdscan.devices import resolve_device
 
     resolve_device(device_name)  # fail before any model is read
@@ -105,6 +111,7 @@ def scan_cmd(
                 trig = save_trigger_pngs(outcome.detection.shown_trigger(outcome.detection.target), save_triggers,
                                          path.stem)
             entries.append(model_entry(outcome, trig))
+    mark_accepted(entries, accepted)
     doc = scan_report(entries, errors, skipped)
     text = render_doc(doc, fmt) if fmt is not OutputFormat.text else None
     if output is not None:
@@ -117,7 +124,7 @@ def scan_cmd(
         render.err.print(f"bdscan: error: {e['error']}", markup=False, highlight=False)
     for s in skipped:
         render.err.print(f"bdscan: skipped {s['path']}: {s['reason']}", markup=False, highlight=False)
-    if fail and doc["summary"]["suspected"]:
+    if fail and failing(doc):
         raise typer.Exit(ExitCode.FOUND)
     if errors:
         raise typer.Exit(ExitCode.RUNTIME)

@@ -7,6 +7,7 @@ import re
 
 from bdscan.report import plots
 from bdscan.report.markdown import pct, samples_text
+from bdscan.report.scan import failing, verdict
 
 CSS = """:root{--ok:#1a7f37;--okbg:#dafbe1;--bad:#cf222e;--badbg:#ffebe9;--muted:#57606a;--line:#d0d7de}
 *{box-sizing:border-box}body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1000px;
@@ -248,9 +249,12 @@ def _anomaly(ev: dict, threshold: float, target, labels, score, name: str) -> st
 
 def _scan_verdict(doc: dict) -> tuple[str, str, str]:
     s = doc.get("summary") or {}
-    if s.get("suspected"):
-        return "bad", f"Backdoor suspected in {s['suspected']} of {s.get('scanned')} model(s)", \
+    if failing(doc):
+        return "bad", f"Backdoor suspected in {failing(doc)} of {s.get('scanned')} model(s)", \
             "Do not ship the suspected model(s); 'bdscan clean' can remove the backdoor."
+    if s.get("suspected"):
+        return "neutral", f"Backdoor suspected in {s['suspected']} of {s.get('scanned')} model(s), accepted by review", \
+            "Each suspected model and class matches a reviewed finding (--accepted); the gate passes."
     if not s.get("scanned"):
         return "neutral", "Nothing scanned", "No supported model was found among the inputs."
     if s.get("errors"):
@@ -258,20 +262,26 @@ def _scan_verdict(doc: dict) -> tuple[str, str, str]:
     return "ok", "No backdoor found", f"{s.get('scanned')} model(s) scanned; none shows a backdoor."
 
 
+def _verdict_text(m: dict) -> str:
+    v = verdict(m)
+    return f"accepted: {(m.get('accepted') or {}).get('reason') or 'reviewed'}" if v == "accepted" else v
+
+
 def _scan_body(doc: dict) -> list[str]:
     s, models = doc.get("summary") or {}, doc.get("models") or []
     out = [_cards([("scanned", str(s.get("scanned", 0))), ("suspected", str(s.get("suspected", 0))),
+                   ("accepted", str(s.get("accepted", 0))),
                    ("errors", str(s.get("errors", 0))), ("skipped", str(s.get("skipped", 0)))])]
     if models:
         out.append("<h2>Models</h2>")
         out.append(_table(["model", "verdict", "target", "score / threshold", "time", "sha256"], [[
-            f"<code>{e(str(m.get('path')))}</code>", "suspected" if m.get("suspected") else "clean",
+            f"<code>{e(str(m.get('path')))}</code>", e(_verdict_text(m)),
             e("" if m.get("target_class") is None else f"{m['target_class']} ({m.get('target_label')})"),
             f"{m.get('score', 0):.2f} / {m.get('threshold', 0):g}", f"{m.get('seconds', 0):.1f} s",
             f"<code>{e(str(m.get('sha256', ''))[:16])}…</code>"] for m in models]))
     for i, m in enumerate(models):
         name = f"chart-anomaly-{i}"
-        out.append(f"<h3>{e(str(m.get('path')))}: {'suspected' if m.get('suspected') else 'clean'}</h3>")
+        out.append(f"<h3>{e(str(m.get('path')))}: {e(_verdict_text(m))}</h3>")
         ev = m.get("evidence") or {}
         if ev.get("anomaly_index"):
             out.append(_anomaly(ev, m.get("threshold") or 0, m.get("target_class"), m.get("labels"), m.get("score"),

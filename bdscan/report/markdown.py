@@ -12,6 +12,7 @@ VERDICT_LINE = {
     "not_removed": "❌ **Backdoor NOT removed**",
     "no_backdoor_found": "✅ **No backdoor found**: nothing was changed",
     "suspected": "❌ **Backdoor suspected**",
+    "accepted": "⚠️ **Backdoor suspected, accepted by review**",
     "clean": "✅ **No backdoor found**",
 }
 MODES = {
@@ -108,12 +109,15 @@ def _clean_md(doc: dict) -> str:
 
 
 def _scan_md(doc: dict) -> str:
+    from bdscan.report.scan import failing, verdict as model_verdict
+
     s = doc.get("summary") or {}
-    verdict = VERDICT_LINE["suspected" if s.get("suspected") else "clean"]
+    verdict = VERDICT_LINE["suspected" if failing(doc) else "accepted" if s.get("suspected") else "clean"]
+    accepted = f" ({s['accepted']} accepted)" if s.get("accepted") else ""
     lines = [
         "## bdscan scan",
         "",
-        f"{verdict}: {s.get('scanned', 0)} model(s) scanned, **{s.get('suspected', 0)} suspected**, "
+        f"{verdict}: {s.get('scanned', 0)} model(s) scanned, **{s.get('suspected', 0)} suspected**{accepted}, "
         f"{s.get('clean', 0)} clean, {s.get('errors', 0)} error(s), {s.get('skipped', 0)} skipped.",
         "",
     ]
@@ -121,7 +125,8 @@ def _scan_md(doc: dict) -> str:
     if models:
         lines += ["| model | verdict | target | score / threshold | time |", "|---|---|---|---:|---:|"]
         for m in models:
-            v = "❌ suspected" if m.get("suspected") else "✅ clean"
+            v = {"suspected": "❌ suspected", "clean": "✅ clean",
+                 "accepted": f"⚠️ accepted: {code((m.get('accepted') or {}).get('reason') or 'reviewed')}"}[model_verdict(m)]
             tgt = "" if m.get("target_class") is None else f"{m['target_class']} ({m.get('target_label')})"
             lines.append(f"| {code(m.get('path'))} | {v} | {tgt} | {m.get('score', 0):.2f} / "
                          f"{m.get('threshold', 0):g} | {m.get('seconds', 0):.1f} s |")

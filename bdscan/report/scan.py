@@ -25,6 +25,7 @@ def model_entry(outcome, trigger_files: dict | None = None) -> dict:
         "trigger_files": trigger_files or {},
         "labels": list(spec.labels) if spec.labels else None,
         "trigger": _trigger(d),
+        "accepted": None,  # {"reason": ...} when a reviewed finding (bdscan.accepted)
     }
 
 
@@ -33,6 +34,19 @@ def _trigger(d) -> dict | None:
     if not d.suspected or d.target not in d.triggers:
         return None
     return trigger_doc(d.shown_trigger(d.target))
+
+
+def verdict(m: dict) -> str:
+    """One model's verdict: "suspected", "accepted" (suspected, but a reviewed finding: the gate passes) or "clean"."""
+    if not m.get("suspected"):
+        return "clean"
+    return "accepted" if m.get("accepted") else "suspected"
+
+
+def failing(doc: dict) -> int:
+    """How many models the gate fails on: suspected and not accepted."""
+    s = doc.get("summary") or {}
+    return int(s.get("suspected", 0)) - int(s.get("accepted", 0))
 
 
 def scan_report(models: list[dict], errors: list[dict], skipped: list[dict]) -> dict:
@@ -44,6 +58,7 @@ def scan_report(models: list[dict], errors: list[dict], skipped: list[dict]) -> 
         "tool": _tool(),
         "summary": {
             "scanned": len(models), "suspected": suspected, "clean": len(models) - suspected,
+            "accepted": sum(verdict(m) == "accepted" for m in models),
             "errors": len(errors), "skipped": len(skipped),
         },
         "models": models,

@@ -41,7 +41,8 @@ def test_verdicts_on_bundled_models(scan_doc):
     bad, clean = by_name["badnets-cnn.safetensors"], by_name["clean-cnn.safetensors"]
     assert bad["suspected"] and bad["target_class"] == 0 and bad["score"] > bad["threshold"]
     assert not clean["suspected"] and clean["target_class"] is None and clean["score"] <= clean["threshold"]
-    assert doc["summary"] == {"scanned": 2, "suspected": 1, "clean": 1, "errors": 0, "skipped": 0}
+    assert doc["summary"] == {"scanned": 2, "suspected": 1, "clean": 1, "errors": 0, "skipped": 0,
+                              "accepted": 0}
     assert set(doc) >= {"summary", "models", "errors", "skipped"}
 
 
@@ -108,6 +109,28 @@ def test_settings_file_gives_defaults_and_flags_win(tmp_path, monkeypatch):
     (tmp_path / ".bdscan.toml").write_text('bogus = 1\n')
     r = invoke("scan", path.name)
     assert r.exit_code == ExitCode.USAGE and "unknown setting 'bogus'" in r.output
+
+
+def test_accepted_findings_pass_the_gate(tmp_path, monkeypatch):
+    path, _, _ = make_model_file(tmp_path, "bdscan.small_cnn", classes=3)
+    write_samples(tmp_path / "s", classes=3)
+    monkeypatch.chdir(tmp_path)
+    flag_all = ("scan", path.name, "--samples", "s", "--threshold", "-1e9", "--format", "json", "--quiet")
+    r = invoke(*flag_all)
+    assert r.exit_code == ExitCode.FOUND, r.output
+    m = json.loads(r.stdout)["models"][0]
+    acc = tmp_path / "accepted.json"
+    acc.write_text(json.dumps({"accepted": [{"sha256": m["sha256"], "target_class": m["target_class"],
+                                             "reason": "reviewed"}]}))
+    (tmp_path / ".bdscan.toml").write_text('accepted = "accepted.json"\n')
+    r = invoke(*flag_all)
+    assert r.exit_code == ExitCode.OK, r.output
+    doc = json.loads(r.stdout)
+    assert doc["models"][0]["suspected"] and doc["models"][0]["accepted"] == {"reason": "reviewed"}
+    assert doc["summary"]["suspected"] == 1 and doc["summary"]["accepted"] == 1
+    # another class or another file is a new finding: tests/test_accepted.py
+    r = invoke(*flag_all, "--accepted", "missing.json")  # the flag wins over the settings file; checked first
+    assert r.exit_code == ExitCode.USAGE and "missing.json: accepted-findings file not found" in r.output
 
 
 @pytest.mark.slow

@@ -36,7 +36,8 @@ def test_suspected_model_carries_its_trigger_pictures(tmp_path):
     assert mask.getpixel((27, 27)) == 255 and mask.getpixel((0, 0)) == 0
     assert pattern.getpixel((27, 27)) == 128 and pattern.getpixel((0, 0)) == 0  # pattern shown only under the mask
     doc = scan_report([m], [], [])
-    assert doc["summary"] == {"scanned": 1, "suspected": 1, "clean": 0, "errors": 0, "skipped": 0}
+    assert doc["summary"] == {"scanned": 1, "suspected": 1, "clean": 0, "errors": 0, "skipped": 0,
+                              "accepted": 0}
 
 
 def test_clean_model_has_no_trigger(tmp_path):
