@@ -105,14 +105,14 @@ def clean_summary(doc: dict) -> None:
 def scan_summary(doc: dict) -> None:
     from rich.table import Table
 
-    from bdscan.report.scan import verdict as model_verdict
+    from bdscan.report.scan import accepted_reason, verdict as model_verdict
 
     s = doc["summary"]
     if doc["models"]:
         t = Table("model", "verdict", "target", "score", "time")
         for m in doc["models"]:
             verdict = {"suspected": "[bold red]SUSPECTED[/]", "clean": "[green]clean[/]",
-                       "accepted": "[yellow]accepted[/] " + escape((m.get("accepted") or {}).get("reason") or "")}[
+                       "accepted": "[yellow]accepted[/] " + escape(accepted_reason(m))}[
                 model_verdict(m)]
             tgt = "" if m["target_class"] is None else f"{m['target_class']} ({escape(str(m['target_label']))})"
             t.add_row(escape(m["path"]), verdict, tgt, f"{m['score']:.2f}", f"{m['seconds']:.1f}s")

@@ -7,7 +7,7 @@ import re
 
 from bdscan.report import plots
 from bdscan.report.markdown import pct, samples_text
-from bdscan.report.scan import failing, verdict
+from bdscan.report.scan import accepted_reason, failing, verdict
 
 CSS = """:root{--ok:#1a7f37;--okbg:#dafbe1;--bad:#cf222e;--badbg:#ffebe9;--muted:#57606a;--line:#d0d7de}
 *{box-sizing:border-box}body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1000px;
@@ -264,7 +264,7 @@ def _scan_verdict(doc: dict) -> tuple[str, str, str]:
 
 def _verdict_text(m: dict) -> str:
     v = verdict(m)
-    return f"accepted: {(m.get('accepted') or {}).get('reason') or 'reviewed'}" if v == "accepted" else v
+    return f"accepted: {accepted_reason(m)}" if v == "accepted" else v
 
 
 def _scan_body(doc: dict) -> list[str]:

@@ -109,7 +109,7 @@ def _clean_md(doc: dict) -> str:
 
 
 def _scan_md(doc: dict) -> str:
-    from bdscan.report.scan import failing, verdict as model_verdict
+    from bdscan.report.scan import accepted_reason, failing, verdict as model_verdict
 
     s = doc.get("summary") or {}
     verdict = VERDICT_LINE["suspected" if failing(doc) else "accepted" if s.get("suspected") else "clean"]
@@ -126,7 +126,7 @@ def _scan_md(doc: dict) -> str:
         lines += ["| model | verdict | target | score / threshold | time |", "|---|---|---|---:|---:|"]
         for m in models:
             v = {"suspected": "❌ suspected", "clean": "✅ clean",
-                 "accepted": f"⚠️ accepted: {code((m.get('accepted') or {}).get('reason') or 'reviewed')}"}[model_verdict(m)]
+                 "accepted": f"⚠️ accepted: {code(accepted_reason(m))}"}[model_verdict(m)]
             tgt = "" if m.get("target_class") is None else f"{m['target_class']} ({m.get('target_label')})"
             lines.append(f"| {code(m.get('path'))} | {v} | {tgt} | {m.get('score', 0):.2f} / "
                          f"{m.get('threshold', 0):g} | {m.get('seconds', 0):.1f} s |")

@@ -43,6 +43,11 @@ def verdict(m: dict) -> str:
     return "accepted" if m.get("accepted") else "suspected"
 
 
+def accepted_reason(m: dict) -> str:
+    """Why an accepted finding was accepted, as its file gives it ("reviewed" where it gives none)."""
+    return (m.get("accepted") or {}).get("reason") or "reviewed"
+
+
 def failing(doc: dict) -> int:
     """How many models the gate fails on: suspected and not accepted."""
     s = doc.get("summary") or {}
