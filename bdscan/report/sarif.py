@@ -43,7 +43,7 @@ def render_sarif(doc: dict) -> dict:
             "locations": _location(m["path"]),
             "partialFingerprints": {"modelSha256": m["sha256"]},
             "properties": {"targetClass": m["target_class"], "score": m["score"]},
-            # a reviewed finding (--accepted): reported, marked as suppressed so code scanning shows it dismissed
+            # a reviewed finding (--accepted): still reported, with a SARIF suppression for tools that honour them
             **({"suppressions": [{"kind": "external", "status": "accepted",
                                   "justification": m["accepted"].get("reason") or "accepted by review"}]}
                if m.get("accepted") else {}),
