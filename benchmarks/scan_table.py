@@ -100,7 +100,7 @@ def main(argv: list[str]) -> int:
                     "`scan s` is the report's own time; `wall s` includes process start and model loading. "
                     "Each model is scanned once per seed of the trigger search (`bdscan scan --seed N`).", "",
                     "Per model, over the seeds (found: the class flagged at each seed, — where none):", "",
-                    _by_model(rows), "", _summary(rows), "", _missed(rows), "", _unscored(rows), "", _missing(rows, models), "", "Every run:", "", _table(rows), "",
+                    _by_model(rows), "", _summary(rows) + ("\n" + _both_held_out(rows) if second else ""), "", _missed(rows), "", _unscored(rows), "", _missing(rows, models), "", "Every run:", "", _table(rows), "",
                     f"Produced by `python -m benchmarks.scan_table{' --held-out-2' if second else ''}`; every number comes from its runs (a partial rerun keeps "
                     "the other runs' rows) "
                     f"(raw values: benchmarks/{old.name}).", ""])
@@ -215,17 +215,29 @@ def _missing(rows, models) -> str:
     return f"Not measured (no row in the results file): {', '.join(gaps)}." if gaps else "Every model measured."
 
 
+def _every_seed(group) -> str:
+    models = sorted({r["model"] for r in group})
+    good = [m for m in models if all(r["ok"] for r in group if r["model"] == m)]
+    return f"{len(good)} of {len(models)} at every seed ({sum(r['ok'] for r in group)} of {len(group)} runs)"
+
+
+def _both_held_out(rows) -> str:
+    """The second held-out set's rows with the first held-out set's rows of scan_results.json, summarised as one."""
+    first = {e.name for e in HELD_OUT_MODELS}
+    main_rows = HERE / "scan_results.json"
+    rows = rows + [r for r in (json.loads(main_rows.read_text()) if main_rows.exists() else []) if r["model"] in first]
+    bad = [r for r in rows if r["attack"] != "none"]
+    clean = [r for r in rows if r["attack"] == "none"]
+    return (f"- Both held-out sets together (the first from scan_results.json): backdoored with the target class "
+            f"found: {_every_seed(bad)}; clean not flagged: {_every_seed(clean)}.")
+
+
 def _summary(rows) -> str:
     bad = [r for r in rows if r["attack"] != "none"]
     clean = [r for r in rows if r["attack"] == "none"]
     wall = [r["wall_s"] for r in rows]
     if not rows:
         return "No model scanned."
-    def every_seed(group) -> str:
-        models = sorted({r["model"] for r in group})
-        good = [m for m in models if all(r["ok"] for r in group if r["model"] == m)]
-        return f"{len(good)} of {len(models)} at every seed ({sum(r['ok'] for r in group)} of {len(group)} runs)"
-
     tuned = {e.name for e in SCAN_MODELS}
     later = {e.name for e in LAB_MODELS}
     lines = []
@@ -238,10 +250,10 @@ def _summary(rows) -> str:
         c = [r for r in clean if keep(r)]
         if b or c:
             lines.append(f"- {label}: backdoored with the target class found: "
-                         f"{every_seed(b) if b else 'none run'}; clean not flagged: {every_seed(c) if c else 'none run'}.")
+                         f"{_every_seed(b) if b else 'none run'}; clean not flagged: {_every_seed(c) if c else 'none run'}.")
     return ("\n".join(lines) + "\n"
-            f"- Backdoored models with the target class found, all: {every_seed(bad)}.\n"
-            f"- Clean models not flagged, all: {every_seed(clean)}.\n"
+            f"- Backdoored models with the target class found, all: {_every_seed(bad)}.\n"
+            f"- Clean models not flagged, all: {_every_seed(clean)}.\n"
             f"- Wall time per model: mean {statistics.mean(wall):.1f} s, worst {max(wall):.1f} s "
             f"(aim: under {AIM_S:.0f} s; {sum(w < AIM_S for w in wall)} of {len(wall)} under).")
 
