@@ -46,9 +46,13 @@ def clean_cmd(
 ) -> None:
     """Remove a backdoor: profile activations, dampen the units the trigger drives, repair, export.
 
-    Writes into --out the cleaned model in the input's format, its ONNX export (checked against
-    onnxruntime) and report.json, report.md, report.html. Exit 0: removed (or no backdoor found);
-    1: the trigger still works after cleaning.
+    Writes into --out the cleaned model (input's format), its ONNX export and report.json, .md, .html.
+
+    Exit codes:
+    0  backdoor removed, or none found (then no model is written)
+    1  the trigger still works after cleaning (reports written, no model)
+    2  runtime error: unreadable or corrupt model or image, failed export
+    4  usage error: bad flags, unknown architecture
     """
     from bdscan.errors import ExitCode, UsageError
     from bdscan.model.loader import model_format

@@ -56,8 +56,12 @@ def scan_cmd(
 ) -> None:
     """Scan models for backdoors from clean samples alone.
 
-    Exit 0: every model scanned and none suspected (or each suspected one accepted with --accepted); 1: a
-    backdoor is suspected; 2: a model could not be read; 3: nothing was scanned; 4: usage error.
+    Exit codes:
+    0  every model scanned and none suspected (or each suspected one accepted with --accepted)
+    1  a backdoor is suspected
+    2  a model could not be read
+    3  nothing was scanned (no supported model among the inputs)
+    4  usage error: bad flags, unknown architecture
     """
     from bdscan.accepted import load_accepted, mark_accepted
     from bdscan.cli.settings_file import load_defaults

@@ -27,3 +27,13 @@ def test_hand_written_defaults_are_shown():
     clean = help_text("clean")
     for shown in ("[default: MODEL's folder/<name>.bdscan]", "[default: 10,7,5,4,3,2.5,2,1.5]", "[default: 1,0.5,0]"):
         assert shown in clean
+
+
+@pytest.mark.parametrize("command,codes", [("scan", "01234"), ("clean", "0124")])
+def test_exit_codes_one_per_line(command, codes):
+    # typer keeps the docstring's line breaks: a code wrapped onto the next line read as "1: a / backdoor ..."
+    r = runner.invoke(app, [command, "--help"], env={"COLUMNS": "250"}, terminal_width=250)
+    starts = {line.strip()[:3] for line in r.output.splitlines()}
+    assert "Exit codes:" in r.output
+    for code in codes:
+        assert f"{code}  " in starts
