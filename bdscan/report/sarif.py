@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from bdscan.report.scan import accepted_reason
+
 SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 RULES = [
     {
@@ -45,7 +47,7 @@ def render_sarif(doc: dict) -> dict:
             "properties": {"targetClass": m["target_class"], "score": m["score"]},
             # a reviewed finding (--accepted): still reported, with a SARIF suppression for tools that honour them
             **({"suppressions": [{"kind": "external", "status": "accepted",
-                                  "justification": m["accepted"].get("reason") or "accepted by review"}]}
+                                  "justification": accepted_reason(m)}]}
                if m.get("accepted") else {}),
         })
     for e in doc.get("errors", []):
