@@ -175,38 +175,61 @@ class _Smallest:
             return better
 
 
+def _search(model, x, y, classes, settings, g: torch.Generator, params: list[torch.Tensor], lr: float, betas,
+            perturb, keep, phase: str, label: str, observer: Observer, until_all_found: bool = False) -> _Smallest:
+    """The loop both trigger families share: each step a random batch of the samples, every class's candidate
+    applied to it (``perturb(batch) -> (images, size per class, state)``), one optimiser step; ``keep(better,
+    state)`` stores the classes that found a smaller successful trigger. Stops after ``settings.patience`` steps
+    without one (with ``until_all_found``, only once every class has one)."""
+    device = next(model.parameters()).device
+    k_n = len(classes)
+    target = torch.tensor(classes, device=device)
+    opt = torch.optim.Adam(params, lr=lr, betas=betas)
+    track = _Smallest(k_n, settings.init_lambda, settings.success_bar, settings.check_every, device)
+    x_dev, y_dev = x.to(device), y.to(device)
+    observer.start(phase, f"{label} ({k_n} class{'es' if k_n > 1 else ''})", settings.steps)
+    try:
+        for step in range(1, settings.steps + 1):
+            idx = torch.randint(0, len(x), (settings.batch,), generator=g).to(device)
+            xb, yb = x_dev[idx], y_dev[idx]
+            xs, size, state = perturb(xb)
+            logits = model(xs).float().reshape(k_n, settings.batch, -1)
+            weight = (yb[None] != target[:, None]).float()  # images of the class itself do not count
+            better = track.step(opt, step, logits, target, weight, size)
+            if better is not None and bool(better.any()):
+                keep(better, state)
+            observer.advance(phase)
+            if step - track.last_improve > settings.patience and (
+                    not until_all_found or bool(torch.isfinite(track.best).all())):
+                break
+    finally:
+        observer.finish(phase)
+    return track
+
+
 def _invert(model, x, y, classes, settings: InversionSettings, seed: int, observer: Observer) -> dict[int, Trigger]:
     device = next(model.parameters()).device
     g = torch.Generator().manual_seed(seed)
     k_n = len(classes)
     _, c, h, w = x.shape
-    target = torch.tensor(classes, device=device)
     mask_p = (torch.randn(k_n, 1, h, w, generator=g) * 0.1 - 2.0).to(device).requires_grad_(True)
     pat_p = (torch.randn(k_n, c, h, w, generator=g) * 0.1).to(device).requires_grad_(True)
-    opt = torch.optim.Adam([mask_p, pat_p], lr=settings.lr, betas=(0.5, 0.9))
-    track = _Smallest(k_n, settings.init_lambda, settings.success_bar, settings.check_every, device)
     best_mask = torch.sigmoid(mask_p.detach()).cpu().clone()
     best_pat = torch.sigmoid(pat_p.detach()).cpu().clone()
-    x_dev, y_dev = x.to(device), y.to(device)
-    observer.start("invert", f"trigger inversion ({k_n} class{'es' if k_n > 1 else ''})", settings.steps)
-    try:
-        for step in range(1, settings.steps + 1):
-            idx = torch.randint(0, len(x), (settings.batch,), generator=g).to(device)
-            xb, yb = x_dev[idx], y_dev[idx]
-            m = torch.sigmoid(mask_p)
-            p = torch.sigmoid(pat_p)
-            xs = (1 - m[:, None]) * xb[None] + m[:, None] * p[:, None]  # K,B,C,H,W
-            logits = model(xs.reshape(-1, c, h, w)).float().reshape(k_n, settings.batch, -1)
-            weight = (yb[None] != target[:, None]).float()  # images of the class itself do not count
-            better = track.step(opt, step, logits, target, weight, m.mean(dim=(1, 2, 3)))
-            if better is not None and bool(better.any()):
-                best_mask[better] = m.detach().cpu()[better]
-                best_pat[better] = p.detach().cpu()[better]
-            observer.advance("invert")
-            if step - track.last_improve > settings.patience and bool(torch.isfinite(track.best).all()):
-                break
-    finally:
-        observer.finish("invert")
+
+    def perturb(xb):
+        m = torch.sigmoid(mask_p)
+        p = torch.sigmoid(pat_p)
+        xs = (1 - m[:, None]) * xb[None] + m[:, None] * p[:, None]  # K,B,C,H,W
+        return xs.reshape(-1, c, h, w), m.mean(dim=(1, 2, 3)), (m, p)
+
+    def keep(better, state):
+        m, p = state
+        best_mask[better] = m.detach().cpu()[better]
+        best_pat[better] = p.detach().cpu()[better]
+
+    track = _search(model, x, y, classes, settings, g, [mask_p, pat_p], settings.lr, (0.5, 0.9), perturb, keep,
+                    "invert", "trigger inversion", observer, until_all_found=True)
     best_l1, best_succ = track.best, track.best_succ
     out = {}
     for i, k in enumerate(classes):
@@ -243,34 +266,25 @@ def _invert_warps(model, x, y, classes, settings: WarpSettings, seed: int, obser
     g = torch.Generator().manual_seed(seed)
     k_n = len(classes)
     _, c, h, w = x.shape
-    target = torch.tensor(classes, device=device)
     ctrl = (torch.randn(k_n, 2, settings.grid, settings.grid, generator=g) * 0.1).to(device).requires_grad_(True)
-    opt = torch.optim.Adam([ctrl], lr=settings.lr)
-    track = _Smallest(k_n, settings.init_lambda, settings.success_bar, settings.check_every, device)
     best_flow = torch.zeros(k_n, 2, h, w)
-    x_dev, y_dev = x.to(device), y.to(device)
     ident = _identity_grid(h, w, device)
     scale = torch.tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)], device=device)
-    observer.start("warp", f"warp inversion ({k_n} class{'es' if k_n > 1 else ''})", settings.steps)
-    try:
-        for step in range(1, settings.steps + 1):
-            idx = torch.randint(0, len(x), (settings.batch,), generator=g).to(device)
-            xb, yb = x_dev[idx], y_dev[idx]
-            flow = F.interpolate(ctrl, size=(h, w), mode="bicubic", align_corners=True)  # K,2,H,W pixels
-            grid = (ident[None] + flow.permute(0, 2, 3, 1) * scale).clamp(-1, 1)
-            xs = F.grid_sample(xb[None].expand(k_n, -1, -1, -1, -1).reshape(-1, c, h, w),
-                               grid[:, None].expand(-1, settings.batch, -1, -1, -1).reshape(-1, h, w, 2),
-                               mode="bilinear", padding_mode="border", align_corners=True)
-            logits = model(xs).float().reshape(k_n, settings.batch, -1)
-            weight = (yb[None] != target[:, None]).float()
-            better = track.step(opt, step, logits, target, weight, flow.abs().mean(dim=(1, 2, 3)))
-            if better is not None and bool(better.any()):
-                best_flow[better] = flow.detach().cpu()[better]
-            observer.advance("warp")
-            if step - track.last_improve > settings.patience:
-                break
-    finally:
-        observer.finish("warp")
+
+    def perturb(xb):
+        b = len(xb)
+        flow = F.interpolate(ctrl, size=(h, w), mode="bicubic", align_corners=True)  # K,2,H,W pixels
+        grid = (ident[None] + flow.permute(0, 2, 3, 1) * scale).clamp(-1, 1)
+        xs = F.grid_sample(xb[None].expand(k_n, -1, -1, -1, -1).reshape(-1, c, h, w),
+                           grid[:, None].expand(-1, b, -1, -1, -1).reshape(-1, h, w, 2),
+                           mode="bilinear", padding_mode="border", align_corners=True)
+        return xs, flow.abs().mean(dim=(1, 2, 3)), flow
+
+    def keep(better, flow):
+        best_flow[better] = flow.detach().cpu()[better]
+
+    track = _search(model, x, y, classes, settings, g, [ctrl], settings.lr, (0.9, 0.999), perturb, keep,
+                    "warp", "warp inversion", observer)
     best, best_succ = track.best, track.best_succ
     return {k: _warp_trigger(k, best_flow[i], float(best[i]), float(best_succ[i])) for i, k in enumerate(classes)}
 
