@@ -8,11 +8,12 @@ the smallest smooth warp (a coarse grid of displacements, upsampled) that sends 
 models no class was reachable by a warp under a pixel; a class reachable by a far smaller one is flagged.
 A third signal reads where each class's synthesised mask trigger leads inside the model: the features entering
 the last linear layer, for other classes' images carrying it, against the features of the class's own images. A
-natural route to a class lands among its images; a backdoor's route does not (activation outliers). A
-data-free signal (maximum attainable logit margin per class, MM-BD) is computed too. Both are reported as
-evidence, not scored: each raised false alarms on clean lab models in our measurements (the feature shift on a
-clean resnet18, whose smallest triggers are adversarial routes off every class's images), so the verdict rests
-on the mask and warp sizes.
+natural route to a class lands among its images; a backdoor's route does not (activation outliers). Alone it
+raised false alarms on clean lab models (a clean resnet18, whose smallest triggers are adversarial routes off
+every class's images), so it is scored only together with the mask size (their agreement). Reported as evidence,
+not scored: a data-free signal (maximum attainable logit margin per class, MM-BD), which flagged clean models,
+and the activation excess: how much of that same layer's input, for images carrying the trigger that scored,
+lies outside the range the clean samples reach (a backdoor drives units clean inputs leave dormant).
 """
 
 from __future__ import annotations
@@ -313,13 +314,10 @@ def warp_is_suspicious(trigger: Trigger, cap: float, threshold: float) -> bool:
     return d is not None and math.isfinite(d) and math.log(cap / max(d, 1e-6)) / LOG_SPREAD_FLOOR > threshold
 
 
-def feature_shift(model: nn.Module, x: torch.Tensor, y: torch.Tensor, triggers: dict[int, Trigger],
-                  num_classes: int) -> torch.Tensor | None:
-    """Per class k: how far the features entering the model's last linear layer, for other classes' images
-    carrying k's synthesised trigger, sit from the features of k's own images, over the spread within classes.
-    A natural route to k (drawing part of a k object) lands among k's images; a backdoor reaches k through a
-    feature k's clean images lack, as activation clustering finds in poisoned training sets. None where the
-    model has no linear layer with one output per class."""
+def head_features(model: nn.Module, x: torch.Tensor, y: torch.Tensor, triggers: dict[int, Trigger],
+                  num_classes: int) -> tuple[torch.Tensor, dict[int, torch.Tensor]] | None:
+    """The features entering the model's last linear layer: of the clean samples, and per class k of the other
+    classes' samples carrying k's trigger. None where the model has no linear layer with one output per class."""
     heads = [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == num_classes]
     if not heads:
         return None
@@ -334,20 +332,44 @@ def feature_shift(model: nn.Module, x: torch.Tensor, y: torch.Tensor, triggers: 
         return seen[-1].cpu()
 
     try:
-        f = features(x)
-        centre = torch.stack([f[y == k].mean(0) if bool((y == k).any()) else f.mean(0) for k in range(num_classes)])
-        within = f - centre[y]
-        sd = within.std(0)
-        sd = sd + 1e-3 * sd.mean() + 1e-8  # units that never vary among clean images must not divide by zero
-        typical = (within / sd).norm(dim=1).mean()
-        out = torch.ones(num_classes)
-        for k, t in triggers.items():
-            other = x[y != k]
-            if len(other):
-                out[k] = ((features(t.apply(other)) - centre[k]) / sd).norm(dim=1).mean() / typical
-        return out
+        triggered = {k: features(t.apply(x[y != k])) for k, t in triggers.items() if bool((y != k).any())}
+        return features(x), triggered
     finally:
         hook.remove()
+
+
+def feature_shift(model: nn.Module, x: torch.Tensor, y: torch.Tensor, triggers: dict[int, Trigger],
+                  num_classes: int, feats=None) -> torch.Tensor | None:
+    """Per class k: how far the features entering the model's last linear layer, for other classes' images
+    carrying k's synthesised trigger, sit from the features of k's own images, over the spread within classes.
+    A natural route to k (drawing part of a k object) lands among k's images; a backdoor reaches k through a
+    feature k's clean images lack, as activation clustering finds in poisoned training sets. None where the
+    model has no linear layer with one output per class. ``feats``: head_features' result, when already taken."""
+    feats = feats if feats is not None else head_features(model, x, y, triggers, num_classes)
+    if feats is None:
+        return None
+    f, triggered = feats
+    centre = torch.stack([f[y == k].mean(0) if bool((y == k).any()) else f.mean(0) for k in range(num_classes)])
+    within = f - centre[y]
+    sd = within.std(0)
+    sd = sd + 1e-3 * sd.mean() + 1e-8  # units that never vary among clean images must not divide by zero
+    typical = (within / sd).norm(dim=1).mean()
+    out = torch.ones(num_classes)
+    for k, ft in triggered.items():
+        out[k] = ((ft - centre[k]) / sd).norm(dim=1).mean() / typical
+    return out
+
+
+def activation_excess(clean: torch.Tensor, triggered: dict[int, torch.Tensor], num_classes: int) -> torch.Tensor:
+    """Per class k: the share of the head's input, for images carrying k's trigger, that lies outside the range
+    any clean sample reaches, unit by unit (Fine-Pruning's premise: a backdoor drives units clean inputs leave
+    dormant). A natural route to k stays within the clean range; 0 where k has no trigger."""
+    hi, lo = clean.max(0).values, clean.min(0).values
+    out = torch.zeros(num_classes)
+    for k, ft in triggered.items():
+        beyond = (ft - hi).clamp(min=0) + (lo - ft).clamp(min=0)
+        out[k] = (beyond.sum(1) / ft.abs().sum(1).clamp(min=1e-12)).mean()
+    return out
 
 
 def mad_anomaly(values: torch.Tensor, small_side: bool = True, min_spread: float = 0.0) -> torch.Tensor:
@@ -416,6 +438,7 @@ class Detection:
     warps: dict[int, Trigger] = field(default_factory=dict)
     feature_anomaly: dict[int, float] = field(default_factory=dict)  # triggered features apart from the class's
     agreement: dict[int, float] = field(default_factory=dict)  # mask and feature anomaly together (scored)
+    activation_excess: dict[int, float] = field(default_factory=dict)  # triggered head input beyond clean range
 
     def shown_trigger(self, k: int) -> Trigger:
         """The trigger that scored for ``k``: the warp when its anomaly is the larger (agreement is the mask's)."""
@@ -440,7 +463,8 @@ def detect(
         warps = invert_warps(model, x, y, classes, settings=replace(warp, batch=settings.batch), seed=seed,
                              observer=observer)
         wa = warp_anomaly(warps, warp.cap)
-    shift = feature_shift(model, x, y, triggers, num_classes)
+    feats = head_features(model, x, y, triggers, num_classes)
+    shift = feature_shift(model, x, y, triggers, num_classes, feats)
     fa = mad_anomaly(torch.log(shift.clamp(min=1e-6)), small_side=False) if shift is not None else torch.zeros(
         num_classes)
     l1 = torch.tensor([triggers[k].mask_l1 for k in classes])
@@ -454,10 +478,20 @@ def detect(
     k = int(torch.argmax(combined))
     score = float(combined[k])
     suspected = score > threshold
-    return Detection(
+    det = Detection(
         suspected, k if suspected else None, score,
         {c: float(nc[i]) for i, c in enumerate(classes)}, {c: float(mm[i]) for i, c in enumerate(classes)},
         {c: float(l1[i]) for i, c in enumerate(classes)}, triggers, time.perf_counter() - t0, threshold,
         {c: float(wa[i]) for i, c in enumerate(classes)}, warps, {c: float(fa[i]) for i, c in enumerate(classes)},
         {c: float(agree[i]) for i, c in enumerate(classes)},
     )
+    if feats is None:
+        return det
+    # evidence, not scored: taken for the trigger that scored (a warp's route too), read by a reviewer
+    clean, routes = feats
+    warped = {c: det.shown_trigger(c) for c in classes if det.shown_trigger(c).kind == "warp"}
+    if warped:
+        routes = {**routes, **head_features(model, x, y, warped, num_classes)[1]}
+    excess = activation_excess(clean, routes, num_classes)
+    return replace(det, activation_excess={c: float(excess[i]) for i, c in enumerate(classes)},
+                   seconds=time.perf_counter() - t0)

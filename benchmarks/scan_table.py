@@ -35,6 +35,10 @@ ALL = SCAN_MODELS + LAB_MODELS + HELD_OUT_MODELS
 
 OUT = HERE / "out" / "scan"
 AIM_S = 60.0
+# activation excess a flag would need (evidence only, not part of the verdict): chosen between the flagged class's
+# excess on seven design CNNs at seeds 0 to 2 (targets of BadNets, Blended, input-aware: 0.022 to 0.043; the top
+# class of four clean CNNs, Bag: 0.002 to 0.015), before the second held-out table was run with it
+EXCESS_BAR = 0.018
 
 
 def main(argv: list[str]) -> int:
@@ -206,7 +210,35 @@ def _unscored(rows) -> str:
         lines.append(f"- {name}: above the threshold on the target in {hit} of {bad} backdoored runs; above it on some "
                      f"class in {flagged} of {clean} clean runs{top}.")
     return ("Evidence reports carry but the verdict does not use, scored alone at the same threshold (from the runs' "
-            "reports in benchmarks/out/scan/):\n\n" + "\n".join(lines))
+            "reports in benchmarks/out/scan/):\n\n" + "\n".join(lines + [_excess(rows)]))
+
+
+def _excess(rows) -> str:
+    """The activation excess (reported, not scored) on the class each run flagged: for correct flags of backdoored
+    models and for flags of clean models, and what the verdict would have been had a flag also needed
+    EXCESS_BAR of it."""
+    kept = [(r, (r.get("evidence") or {}).get("activation_excess") or {}) for r in rows if r.get("suspected")]
+    kept = [(r, ex[str(r["found"])]) for r, ex in kept if str(r["found"]) in ex]
+    if not kept:
+        return "- activation excess: no run's evidence carries it."
+    right = sorted(v for r, v in kept if r["attack"] != "none" and r["ok"])
+    false = sorted((v, r["model"], r.get("seed", 0)) for r, v in kept if r["attack"] == "none")
+    have = [r for r in rows if "activation_excess" in (r.get("evidence") or {})]
+    bad = [r for r in have if r["attack"] != "none"]
+    clean = [r for r in have if r["attack"] == "none"]
+    ex = {id(r): v for r, v in kept}
+
+    def passes(r):
+        return bool(r.get("suspected")) and ex.get(id(r), 0.0) >= EXCESS_BAR
+
+    span = f"{right[0]:.3f} to {right[-1]:.3f} ({len(right)} runs)" if right else "none"
+    fp = ", ".join(f"{v:.3f} ({m} seed {sd})" for v, m, sd in false) or "none"
+    return (f"- activation excess on the flagged class (share of the head's input, for images carrying that class's "
+            f"synthesised trigger, outside the range of the clean samples): correct flags of backdoored models "
+            f"{span}; flags of clean models {fp}. Had a flag also needed an excess of {EXCESS_BAR} (a bar chosen "
+            f"on other models before this table was run): backdoored with the target found "
+            f"{sum(passes(r) and r['found'] == r['target'] for r in bad)} of {len(bad)} runs; clean flagged "
+            f"{sum(passes(r) for r in clean)} of {len(clean)} runs.")
 
 
 def _missing(rows, models) -> str:

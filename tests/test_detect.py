@@ -96,6 +96,29 @@ def test_feature_shift_tells_the_real_trigger_from_a_natural_route_to_the_target
     assert shift_real > 2 * shift_natural
 
 
+def test_activation_excess_tells_the_real_trigger_from_a_natural_route_to_the_target():
+    from bdscan.detect import activation_excess, head_features
+    from bdscan.lab.zoo import load_attack
+
+    path = EXAMPLES / "models" / "badnets-cnn.safetensors"
+    loaded = load_model(path)
+    model = Normalized(loaded.module, loaded.spec).eval()
+    s = load_samples(EXAMPLES / "samples", loaded.spec, min_per_class=2)
+    attack = load_attack(path, loaded.spec)
+    t = attack.target
+    own = s.of_class(t).x[0]
+    routes = {"real": _Route(attack.apply), "natural": _Route(lambda x: 0.2 * x + 0.8 * own)}
+    excess = {}
+    for name, route in routes.items():
+        clean, triggered = head_features(model, s.x, s.y, {t: route}, 10)
+        assert set(triggered) == {t} and len(triggered[t]) == int((s.y != t).sum())
+        excess[name] = float(activation_excess(clean, triggered, 10)[t])
+    # the patch drives head units past anything a clean sample reaches; a blend into a real image stays in range
+    assert excess["real"] > 0.02 and excess["natural"] < excess["real"] / 4
+    clean, _ = head_features(model, s.x, s.y, {}, 10)
+    assert float(activation_excess(clean, {t: clean}, 10).max()) == 0.0  # clean features are within their own range
+
+
 def test_feature_shift_needs_a_linear_head():
     from bdscan.detect import feature_shift
 

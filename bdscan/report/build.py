@@ -97,6 +97,7 @@ def detection_dict(d) -> dict:
         "warp_anomaly": {str(k): round(v, 4) for k, v in d.warp_anomaly.items()},
         "feature_anomaly": {str(k): round(v, 4) for k, v in d.feature_anomaly.items()},
         "agreement_anomaly": {str(k): round(v, 4) for k, v in d.agreement.items()},
+        "activation_excess": {str(k): round(v, 4) for k, v in d.activation_excess.items()},
         # pixels; null where no warp reached the success bar
         "warp_displacement_px": {str(k): _finite(t.displacement) for k, t in d.warps.items()},
         "seconds": round(d.seconds, 3),
