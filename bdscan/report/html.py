@@ -286,6 +286,12 @@ def _scan_body(doc: dict) -> list[str]:
         if ev.get("anomaly_index"):
             out.append(_anomaly(ev, m.get("threshold") or 0, m.get("target_class"), m.get("labels"), m.get("score"),
                                 name))
+        excess = (ev.get("activation_excess") or {}).get(str(m.get("target_class")))
+        if m.get("suspected") and excess is not None:
+            out.append(f'<p id="excess-{i}">For review, not part of the verdict: images carrying the synthesised trigger '
+                       f"put {excess:.1%} of the last layer's input outside the range the clean samples reach. A backdoor "
+                       "drives units clean images leave at rest; a natural route to a class stays within their range "
+                       "(README, Reviewed false alarms).</p>")
         t = m.get("trigger") or {}
         imgs = _trigger_imgs(t)
         if any(imgs):

@@ -80,6 +80,7 @@ def _model(path: str, suspected: bool) -> dict:
     ev = {"suspected": suspected, "target_class": 0 if suspected else None, "score": 3.4 if suspected else 0.9,
           "threshold": 2.0, "anomaly_index": {str(k): (3.4 if suspected and k == 0 else 0.2 * k) for k in range(10)},
           "margin_anomaly": {str(k): 0.0 for k in range(10)}, "mask_l1": {str(k): 0.05 for k in range(10)},
+          "activation_excess": {str(k): (0.043 if suspected and k == 0 else 0.002) for k in range(10)},
           "seconds": 4.0}
     return {"path": path, "sha256": "ab" * 32, "format": "safetensors", "architecture": "bdscan.small_cnn",
             "suspected": suspected, "target_class": ev["target_class"],

@@ -69,6 +69,16 @@ def test_scan_report_per_model_evidence_and_trigger(scan_doc):
     assert page.count('src="data:image/png;base64,') == 2  # mask and pattern of the suspected model only
     assert "cannot parse broken.onnx" in page and "pickle files are not loaded" in page
     assert "<td>100 images</td>" in page
+    # the suspected model's activation excess, for review; none for the clean one
+    assert 'id="excess-0"' in page and "put 4.3% of the last layer" in page and 'id="excess-1"' not in page
+
+
+def test_scan_report_from_before_the_activation_excess_renders_without_it():
+    doc = make_scan_doc()
+    for m in doc["models"]:
+        del m["evidence"]["activation_excess"]
+    page = render_html(doc)
+    assert 'id="excess-' not in page and "Backdoor suspected in 1 of 2" in page
 
 
 def test_clean_scan_is_ok():
