@@ -44,6 +44,10 @@ def test_verdicts_on_bundled_models(scan_doc):
     assert doc["summary"] == {"scanned": 2, "suspected": 1, "clean": 1, "errors": 0, "skipped": 0,
                               "accepted": 0}
     assert set(doc) >= {"summary", "models", "errors", "skipped"}
+    # review evidence: the real backdoor's trigger drives the head past the clean range more than any other route
+    excess = {int(k): v for k, v in bad["evidence"]["activation_excess"].items()}
+    assert max(excess, key=excess.get) == 0 and excess[0] > 0.018
+    assert set(clean["evidence"]["activation_excess"]) == {str(k) for k in range(10)}
 
 
 @pytest.mark.slow
