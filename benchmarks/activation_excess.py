@@ -15,7 +15,7 @@ import sys
 
 import torch
 
-from benchmarks.common import sample_dirs
+from benchmarks.common import sample_dirs, take_seeds
 from benchmarks.zoo import HELD_OUT_2_MODELS, HELD_OUT_MODELS, LAB_MODELS, SCAN_MODELS
 
 DESIGN = ["badnets-cnn", "clean-cnn", "clean-cnn-s1", "clean-cnn-s2", "clean-cnn-s3", "blended-cnn-t3",
@@ -29,11 +29,7 @@ def main(argv: list[str]) -> int:
     from bdscan.model import Normalized, load_model
 
     torch.set_num_threads(2)
-    seeds = [0, 1, 2]
-    if "--seeds" in argv:
-        i = argv.index("--seeds")
-        seeds = [int(v) for v in argv[i + 1].split(",")]
-        argv = argv[:i] + argv[i + 2:]
+    seeds, argv = take_seeds(argv)
     entries = {e.name: e for e in SCAN_MODELS + LAB_MODELS + HELD_OUT_MODELS + HELD_OUT_2_MODELS}
     unknown = [n for n in argv if n not in entries]
     if unknown:

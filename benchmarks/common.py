@@ -136,3 +136,11 @@ def earlier_rows(path: Path, wanted: set[str]) -> list[dict]:
     if not path.exists() or not wanted:
         return []
     return [r for r in json.loads(path.read_text()) if r["model"] not in wanted]
+
+
+def take_seeds(argv: list[str], default: list[int] = (0, 1, 2)) -> tuple[list[int], list[str]]:
+    """``--seeds 0,1,2`` taken out of ``argv``: (the seeds, the rest of argv)."""
+    if "--seeds" not in argv:
+        return list(default), argv
+    i = argv.index("--seeds")
+    return [int(v) for v in argv[i + 1].split(",")], argv[:i] + argv[i + 2:]

@@ -28,7 +28,7 @@ import sys
 import torch
 
 from bdscan.report.plots import scored_by_class
-from benchmarks.common import machine, run_cli, sample_dirs, write_json
+from benchmarks.common import machine, run_cli, sample_dirs, take_seeds, write_json
 from benchmarks.zoo import HELD_OUT_2_MODELS, HELD_OUT_MODELS, HERE, LAB_MODELS, SCAN_MODELS, make
 
 ALL = SCAN_MODELS + LAB_MODELS + HELD_OUT_MODELS
@@ -44,11 +44,7 @@ EXCESS_BAR = 0.018
 
 def main(argv: list[str]) -> int:
     torch.set_num_threads(2)
-    seeds = [0, 1, 2]
-    if "--seeds" in argv:
-        i = argv.index("--seeds")
-        seeds = [int(v) for v in argv[i + 1].split(",")]
-        argv = argv[:i] + argv[i + 2:]
+    seeds, argv = take_seeds(argv)
     second = "--held-out-2" in argv
     argv = [a for a in argv if a != "--held-out-2"]
     models = HELD_OUT_2_MODELS if second else ALL

@@ -1,11 +1,12 @@
 """Trigger families of detect.py: the warp and its pictures, mixed forget-set triggers, the warp rule, what
 the warp search finds on the bundled clean model (the property the warp rule rests on), the feature shift and
-the agreement rule that scores it together with the mask anomaly."""
+the agreement rule that scores it together with the mask anomaly, and the activation excess (evidence)."""
 
 from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from bdscan.data import load_samples
@@ -74,8 +75,10 @@ class _Route:
         self.apply = fn
 
 
-def test_feature_shift_tells_the_real_trigger_from_a_natural_route_to_the_target():
-    from bdscan.detect import feature_shift
+@pytest.fixture(scope="module")
+def two_routes():
+    """The bundled BadNets CNN, its samples, its target, and two routes there: the backdoor's own patch, and mostly a
+    real image of the target class (a natural route)."""
     from bdscan.lab.zoo import load_attack
 
     path = EXAMPLES / "models" / "badnets-cnn.safetensors"
@@ -85,29 +88,25 @@ def test_feature_shift_tells_the_real_trigger_from_a_natural_route_to_the_target
     attack = load_attack(path, loaded.spec)
     t = attack.target
     own = s.of_class(t).x[0]
-    real = _Route(attack.apply)  # the backdoor's own patch
-    natural = _Route(lambda x: 0.2 * x + 0.8 * own)  # mostly a real image of the target class
+    return model, s, t, {"real": _Route(attack.apply), "natural": _Route(lambda x: 0.2 * x + 0.8 * own)}
+
+
+def test_feature_shift_tells_the_real_trigger_from_a_natural_route_to_the_target(two_routes):
+    from bdscan.detect import feature_shift
+
+    model, s, t, routes = two_routes
     other = s.not_class(t).x
     with torch.no_grad():  # both routes do reach the target: the comparison is between two ways there
-        for route in (real, natural):
+        for route in routes.values():
             assert float((model(route.apply(other)).argmax(1) == t).float().mean()) >= 0.9
-    shift_real = float(feature_shift(model, s.x, s.y, {t: real}, 10)[t])
-    shift_natural = float(feature_shift(model, s.x, s.y, {t: natural}, 10)[t])
-    assert shift_real > 2 * shift_natural
+    shift = {name: float(feature_shift(model, s.x, s.y, {t: r}, 10)[t]) for name, r in routes.items()}
+    assert shift["real"] > 2 * shift["natural"]
 
 
-def test_activation_excess_tells_the_real_trigger_from_a_natural_route_to_the_target():
+def test_activation_excess_tells_the_real_trigger_from_a_natural_route_to_the_target(two_routes):
     from bdscan.detect import activation_excess, head_features
-    from bdscan.lab.zoo import load_attack
 
-    path = EXAMPLES / "models" / "badnets-cnn.safetensors"
-    loaded = load_model(path)
-    model = Normalized(loaded.module, loaded.spec).eval()
-    s = load_samples(EXAMPLES / "samples", loaded.spec, min_per_class=2)
-    attack = load_attack(path, loaded.spec)
-    t = attack.target
-    own = s.of_class(t).x[0]
-    routes = {"real": _Route(attack.apply), "natural": _Route(lambda x: 0.2 * x + 0.8 * own)}
+    model, s, t, routes = two_routes
     excess = {}
     for name, route in routes.items():
         clean, triggered = head_features(model, s.x, s.y, {t: route}, 10)
