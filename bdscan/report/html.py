@@ -290,8 +290,8 @@ def _scan_body(doc: dict) -> list[str]:
         if m.get("suspected") and excess is not None:
             out.append(f'<p id="excess-{i}">For review, not part of the verdict: images carrying the synthesised trigger '
                        f"put {excess:.1%} of the last layer's input outside the range the clean samples reach. A backdoor "
-                       "drives units clean images leave at rest; a natural route to a class stays within their range "
-                       "(README, Reviewed false alarms).</p>")
+                       "tends to drive units clean images leave at rest, a natural route to a class to stay within "
+                       "their range; the scale differs between architectures (README, Reviewed false alarms).</p>")
         t = m.get("trigger") or {}
         imgs = _trigger_imgs(t)
         if any(imgs):
