@@ -230,12 +230,28 @@ def _excess(rows) -> str:
 
     span = f"{right[0]:.3f} to {right[-1]:.3f} ({len(right)} runs)" if right else "none"
     fp = ", ".join(f"{v:.3f} ({m} seed {sd})" for v, m, sd in false) or "none"
+
+    def relative(r):  # (the flagged class's excess is the largest of all classes, its ratio to the median class)
+        ex = {int(k): v for k, v in r["evidence"]["activation_excess"].items()}
+        rest = [v for k, v in ex.items() if k != r["found"]]
+        return ex[r["found"]] > max(rest), ex[r["found"]] / max(statistics.median(ex.values()), 1e-12)
+
+    rel_right = [relative(r) for r, _ in kept if r["attack"] != "none" and r["ok"]]
+    rel_false = [relative(r) for r, _ in kept if r["attack"] == "none"]
+
+    def ratios(rel):
+        lo, hi = (f"{f(q for _, q in rel):.1f}" for f in (min, max)) if rel else ("none", "none")
+        return lo if lo == hi else f"{lo} to {hi}"
+
     return (f"- activation excess on the flagged class (share of the head's input, for images carrying that class's "
             f"synthesised trigger, outside the range of the clean samples): correct flags of backdoored models "
             f"{span}; flags of clean models {fp}. Had a flag also needed an excess of {EXCESS_BAR} (a bar chosen "
             f"on other models before this table was run): backdoored with the target found "
             f"{sum(passes(r) and r['found'] == r['target'] for r in bad)} of {len(bad)} runs; clean flagged "
-            f"{sum(passes(r) for r in clean)} of {len(clean)} runs.")
+            f"{sum(passes(r) for r in clean)} of {len(clean)} runs. Relative forms: the flagged class's excess is "
+            f"the largest of all classes in {sum(top for top, _ in rel_right)} of {len(rel_right)} correct flags "
+            f"and {sum(top for top, _ in rel_false)} of {len(rel_false)} clean flags; its ratio to the median "
+            f"class {ratios(rel_right)} in correct flags, {ratios(rel_false)} in clean flags.")
 
 
 def _missing(rows, models) -> str:
