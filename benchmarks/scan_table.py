@@ -212,46 +212,38 @@ def _unscored(rows) -> str:
 
 def _excess(rows) -> str:
     """The activation excess (reported, not scored) on the class each run flagged: for correct flags of backdoored
-    models and for flags of clean models, and what the verdict would have been had a flag also needed
-    EXCESS_BAR of it."""
-    kept = [(r, (r.get("evidence") or {}).get("activation_excess") or {}) for r in rows if r.get("suspected")]
-    kept = [(r, ex[str(r["found"])]) for r, ex in kept if str(r["found"]) in ex]
-    if not kept:
-        return "- activation excess: no run's evidence carries it."
-    right = sorted(v for r, v in kept if r["attack"] != "none" and r["ok"])
-    false = sorted((v, r["model"], r.get("seed", 0)) for r, v in kept if r["attack"] == "none")
+    models and for flags of clean models, what the verdict would have been had a flag also needed EXCESS_BAR of
+    it, and two relative forms (the flagged class has the largest excess; its ratio to the median class)."""
     have = [r for r in rows if "activation_excess" in (r.get("evidence") or {})]
-    bad = [r for r in have if r["attack"] != "none"]
-    clean = [r for r in have if r["attack"] == "none"]
-    ex = {id(r): v for r, v in kept}
-
-    def passes(r):
-        return bool(r.get("suspected")) and ex.get(id(r), 0.0) >= EXCESS_BAR
-
-    span = f"{right[0]:.3f} to {right[-1]:.3f} ({len(right)} runs)" if right else "none"
-    fp = ", ".join(f"{v:.3f} ({m} seed {sd})" for v, m, sd in false) or "none"
-
-    def relative(r):  # (the flagged class's excess is the largest of all classes, its ratio to the median class)
+    flags = []  # (row, excess of the flagged class, it is the largest, its ratio to the median class)
+    for r in have:
         ex = {int(k): v for k, v in r["evidence"]["activation_excess"].items()}
-        rest = [v for k, v in ex.items() if k != r["found"]]
-        return ex[r["found"]] > max(rest), ex[r["found"]] / max(statistics.median(ex.values()), 1e-12)
+        if r.get("suspected") and r["found"] in ex:
+            v = ex.pop(r["found"])
+            flags.append((r, v, v > max(ex.values()), v / max(statistics.median([v, *ex.values()]), 1e-12)))
+    if not flags:
+        return "- activation excess: no run's evidence carries it."
+    right = [f for f in flags if f[0]["attack"] != "none" and f[0]["ok"]]
+    false = sorted((f for f in flags if f[0]["attack"] == "none"), key=lambda f: f[1])
+    kept = [r for r, v, _, _ in flags if v >= EXCESS_BAR]
 
-    rel_right = [relative(r) for r, _ in kept if r["attack"] != "none" and r["ok"]]
-    rel_false = [relative(r) for r, _ in kept if r["attack"] == "none"]
-
-    def ratios(rel):
-        lo, hi = (f"{f(q for _, q in rel):.1f}" for f in (min, max)) if rel else ("none", "none")
+    def ratios(group):
+        lo, hi = (f"{fn(f[3] for f in group):.1f}" for fn in (min, max)) if group else ("none", "none")
         return lo if lo == hi else f"{lo} to {hi}"
 
+    values = sorted(f[1] for f in right)
+    span = f"{values[0]:.3f} to {values[-1]:.3f} ({len(values)} runs)" if values else "none"
+    fp = ", ".join(f"{v:.3f} ({r['model']} seed {r.get('seed', 0)})" for r, v, _, _ in false) or "none"
+    n_bad = sum(r["attack"] != "none" for r in have)
     return (f"- activation excess on the flagged class (share of the head's input, for images carrying that class's "
             f"synthesised trigger, outside the range of the clean samples): correct flags of backdoored models "
             f"{span}; flags of clean models {fp}. Had a flag also needed an excess of {EXCESS_BAR} (a bar chosen "
             f"on other models before this table was run): backdoored with the target found "
-            f"{sum(passes(r) and r['found'] == r['target'] for r in bad)} of {len(bad)} runs; clean flagged "
-            f"{sum(passes(r) for r in clean)} of {len(clean)} runs. Relative forms: the flagged class's excess is "
-            f"the largest of all classes in {sum(top for top, _ in rel_right)} of {len(rel_right)} correct flags "
-            f"and {sum(top for top, _ in rel_false)} of {len(rel_false)} clean flags; its ratio to the median "
-            f"class {ratios(rel_right)} in correct flags, {ratios(rel_false)} in clean flags.")
+            f"{sum(r['attack'] != 'none' and r['found'] == r['target'] for r in kept)} of {n_bad} runs; clean "
+            f"flagged {sum(r['attack'] == 'none' for r in kept)} of {len(have) - n_bad} runs. Relative forms: the "
+            f"flagged class's excess is the largest of all classes in {sum(f[2] for f in right)} of {len(right)} "
+            f"correct flags and {sum(f[2] for f in false)} of {len(false)} clean flags; its ratio to the median "
+            f"class {ratios(right)} in correct flags, {ratios(false)} in clean flags.")
 
 
 def _missing(rows, models) -> str:
