@@ -489,7 +489,8 @@ def detect(
         return det
     # evidence, not scored: taken for the trigger that scored (a warp's route too), read by a reviewer
     clean, routes = feats
-    warped = {c: det.shown_trigger(c) for c in classes if det.shown_trigger(c).kind == "warp"}
+    shown = {c: det.shown_trigger(c) for c in classes}
+    warped = {c: t for c, t in shown.items() if t.kind == "warp"}
     if warped:
         routes = {**routes, **head_features(model, x, y, warped, num_classes)[1]}
     excess = activation_excess(clean, routes, num_classes)
