@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from bdscan.data import load_samples
-from bdscan.detect import (LOG_SPREAD_FLOOR, Trigger, TriggerMix, WarpSettings, _warp_trigger, invert_warps,
-                           warp_anomaly, warp_images, warp_is_suspicious)
+from bdscan.detect import (LOG_SPREAD_FLOOR, Detection, InversionSettings, Trigger, TriggerMix, WarpSettings,
+                           _warp_trigger, consensus, detect, detect_searches, invert_warps, warp_anomaly,
+                           warp_images, warp_is_suspicious)
 from bdscan.model import Normalized, load_model
 from tests.conftest import EXAMPLES
 
@@ -153,3 +154,45 @@ def test_shown_trigger_is_the_family_that_scored():
                   {0: 2.5})
     assert d.shown_trigger(0) is mask
     assert replace(d, agreement={0: 1.0}).shown_trigger(0) is warp
+
+
+def _detection(scores: dict[int, float], threshold: float = 2.0) -> Detection:
+    k = max(scores, key=scores.get)
+    hit = scores[k] > threshold
+    return Detection(hit, k if hit else None, scores[k], dict(scores), {c: 0.0 for c in scores},
+                     {c: 1.0 for c in scores}, {}, 1.5, threshold)
+
+
+def test_consensus_flags_only_a_class_every_search_flags():
+    # a natural class over the threshold at one search of three (as Bag in clean CNNs): no verdict
+    runs = {0: _detection({0: 0.5, 8: 2.2}), 1: _detection({0: 0.4, 8: 1.9}), 2: _detection({0: 0.6, 8: 2.1})}
+    d = consensus(runs)
+    assert not d.suspected and d.target is None and d.score == pytest.approx(1.9)
+    assert [s["suspected"] for s in d.searches] == [True, False, True] and [s["seed"] for s in d.searches] == [0, 1, 2]
+    assert d.seconds == pytest.approx(4.5) and d.anomaly == runs[1].anomaly  # the search where it scored lowest
+    # a class over the threshold at every search is flagged at its lowest score, even where another class led once
+    runs = {3: _detection({0: 3.1, 8: 1.0}), 4: _detection({0: 2.4, 8: 2.9})}
+    d = consensus(runs)
+    assert d.suspected and d.target == 0 and d.score == pytest.approx(2.4) and d.anomaly == runs[4].anomaly
+    assert [s["target_class"] for s in d.searches] == [0, 8]
+    # one search is that search, unchanged
+    one = _detection({0: 3.0, 1: 0.0})
+    assert consensus({0: one}) is one
+
+
+@pytest.mark.slow
+def test_detect_searches_is_consensus_of_detect_at_consecutive_seeds():
+    loaded = load_model(EXAMPLES / "models" / "badnets-cnn.safetensors")
+    s = load_samples(EXAMPLES / "samples", loaded.spec, min_per_class=2)
+    model = Normalized(loaded.module, loaded.spec).eval()
+    x, y = s.x[::5], s.y[::5]  # two images per class: the combining is under test, not the search
+    fast = dict(settings=InversionSettings(steps=20, batch=2), warp=None)
+    both = detect_searches(model, x, y, 10, searches=2, seed=3, **fast)
+    alone = {seed: detect(model, x, y, 10, seed=seed, **fast) for seed in (3, 4)}
+    expect = consensus(alone)
+    assert [r["seed"] for r in both.searches] == [3, 4]
+    assert (both.suspected, both.target, both.score) == (expect.suspected, expect.target, expect.score)
+    lowest = {c: min(d.class_scores()[c] for d in alone.values()) for c in range(10)}
+    assert both.score == pytest.approx(max(lowest.values()))
+    with pytest.raises(ValueError):
+        detect_searches(model, x, y, 10, searches=0, **fast)
