@@ -12,7 +12,8 @@ from torch import nn
 
 from bdscan import edit as editing
 from bdscan.data import Samples, load_samples
-from bdscan.detect import Detection, Trigger, TriggerMix, detect, invert_triggers, invert_warps, warp_is_suspicious
+from bdscan.detect import (Detection, Trigger, TriggerMix, detect_searches, invert_triggers, invert_warps,
+                           warp_is_suspicious)
 from bdscan.devices import prepare, resolve_device, with_backoff
 from bdscan.errors import DataError, UsageError
 from bdscan.evaluate import Evaluation, accuracy, agreement, attack_success, evaluate
@@ -126,9 +127,10 @@ def forget_set(
     if t is None:
         with timer.stage("detect", observer):
             detection = with_backoff(
-                lambda b: detect(wrapper, held_in.x, held_in.y, spec_classes, threshold=settings.detect_threshold,
-                                 settings=replace(settings.inversion, batch=b), warp=settings.warp,
-                                 seed=settings.seed, observer=observer),
+                lambda b: detect_searches(wrapper, held_in.x, held_in.y, spec_classes,
+                                          threshold=settings.detect_threshold,
+                                          settings=replace(settings.inversion, batch=b), warp=settings.warp,
+                                          seed=settings.seed, searches=settings.searches, observer=observer),
                 settings.inversion.batch, minimum=2, say=observer.message)
         if not detection.suspected:
             return None, detection
@@ -366,7 +368,8 @@ class ScanOutcome:
 
 def scan(
     model_path: Path, samples_dir: Path, *, threshold: float = 2.0, device: str = "auto", seed: int = 0,
-    arch: str | None = None, mean=None, std=None, inversion=None, warp=None, observer: Observer = NULL_OBSERVER,
+    searches: int = 1, arch: str | None = None, mean=None, std=None, inversion=None, warp=None,
+    observer: Observer = NULL_OBSERVER,
 ) -> ScanOutcome:
     from bdscan.detect import InversionSettings, WarpSettings
 
@@ -381,7 +384,8 @@ def scan(
     base = inversion or InversionSettings()
     with timer.stage("detect", observer):
         detection = with_backoff(
-            lambda b: detect(wrapper, samples.x, samples.y, loaded.spec.num_classes, threshold=threshold,
-                             settings=replace(base, batch=b), warp=warp, seed=seed, observer=observer),
+            lambda b: detect_searches(wrapper, samples.x, samples.y, loaded.spec.num_classes, threshold=threshold,
+                                      settings=replace(base, batch=b), warp=warp, seed=seed, searches=searches,
+                                      observer=observer),
             base.batch, minimum=2, say=observer.message)
     return ScanOutcome(loaded, detection, len(samples), timer.stages)

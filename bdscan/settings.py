@@ -33,5 +33,6 @@ class CleanSettings:
     coarse_inversion: InversionSettings = field(default_factory=lambda: InversionSettings(steps=200, patience=40))
     warp: WarpSettings = field(default_factory=WarpSettings)
     detect_threshold: float = 2.0
+    searches: int = 1  # independent trigger searches detection needs to agree (scan --searches)
     device: str = "auto"
     seed: int = 0

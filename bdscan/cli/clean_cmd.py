@@ -9,7 +9,7 @@ import typer
 
 from bdscan.cli import render
 from bdscan.cli.app import app
-from bdscan.cli.options import ArchOpt, MeanOpt, StdOpt, parse_floats
+from bdscan.cli.options import ArchOpt, MeanOpt, SearchesOpt, StdOpt, parse_floats, searches_setting
 from bdscan.report import OutputFormat
 
 
@@ -36,6 +36,7 @@ def clean_cmd(
     epochs: int = typer.Option(10, "--epochs", min=0, help="Repair epochs (the best epoch is kept)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N; auto picks CUDA when present."),
     seed: int = typer.Option(0, "--seed", help="Seed: CPU runs with one seed give identical outputs."),
+    searches: Optional[int] = SearchesOpt,
     arch: Optional[str] = ArchOpt,
     mean: Optional[str] = MeanOpt,
     std: Optional[str] = StdOpt,
@@ -71,6 +72,7 @@ def clean_cmd(
     check_out_dir(out, model, fmt_in, force)
     cfg = load_defaults()
     layer_sel = layers or cfg.get("layers", "late")
+    searches = searches_setting(searches, cfg)  # detection's, when no --target-class or --trigger-samples
     settings = CleanSettings(
         target_class=target_class,
         trigger_samples=trigger_samples,
@@ -82,6 +84,7 @@ def clean_cmd(
         repair_settings=RepairSettings(epochs=epochs),
         device=device,
         seed=seed,
+        searches=searches,
     )
     observer = render.RichObserver(quiet=quiet or fmt is OutputFormat.json)
     with observer.live():

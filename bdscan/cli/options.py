@@ -21,3 +21,19 @@ def parse_floats(text: Optional[str], flag: str) -> Optional[list[float]]:
     except ValueError:
         raise typer.BadParameter(f"{text!r} is not a comma-separated list of numbers", param_hint=flag) from None
 
+
+
+SearchesOpt = typer.Option(None, "--searches", help="Independent trigger searches (seeds SEED, SEED+1, ...) that "
+                           "must each put a class above the threshold to flag it: fewer false alarms on naturally "
+                           "easy classes; each search adds one detection's time (or 'searches' in \\[tool.bdscan]) "
+                           "\\[default: 1].")
+
+
+def searches_setting(flag: Optional[int], cfg: dict) -> int:
+    """--searches, else the config's 'searches', else 1; a whole number of at least 1."""
+    from bdscan.errors import UsageError
+
+    n = flag if flag is not None else cfg.get("searches", 1)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise UsageError(f"--searches must be a whole number of at least 1, not {n!r}")
+    return n

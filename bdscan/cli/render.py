@@ -105,7 +105,7 @@ def clean_summary(doc: dict) -> None:
 def scan_summary(doc: dict) -> None:
     from rich.table import Table
 
-    from bdscan.report.scan import accepted_reason, verdict as model_verdict
+    from bdscan.report.scan import accepted_reason, search_note, verdict as model_verdict
 
     s = doc["summary"]
     if doc["models"]:
@@ -117,6 +117,9 @@ def scan_summary(doc: dict) -> None:
             tgt = "" if m["target_class"] is None else f"{m['target_class']} ({escape(str(m['target_label']))})"
             t.add_row(escape(m["path"]), verdict, tgt, f"{m['score']:.2f}", f"{m['seconds']:.1f}s")
         out.print(t)
+        for m in doc["models"]:
+            if note := search_note(m):
+                out.print(f"{escape(m['path'])}: {escape(note)}")
     accepted = f" ({s['accepted']} accepted)" if s.get("accepted") else ""
     out.print(f"{s['scanned']} scanned, {s['suspected']} suspected{accepted}, {s['errors']} error(s), "
               f"{s['skipped']} skipped")

@@ -9,7 +9,7 @@ import typer
 
 from bdscan.cli import render
 from bdscan.cli.app import app
-from bdscan.cli.options import ArchOpt, MeanOpt, StdOpt, parse_floats
+from bdscan.cli.options import ArchOpt, MeanOpt, SearchesOpt, StdOpt, parse_floats, searches_setting
 from bdscan.report import OutputFormat
 
 
@@ -49,6 +49,7 @@ def scan_cmd(
                                                  "mask and pattern of each suspected model (PNG)."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N \\[default: auto]."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for the trigger search \\[default: 0]."),
+    searches: Optional[int] = SearchesOpt,
     arch: Optional[str] = ArchOpt,
     mean: Optional[str] = MeanOpt,
     std: Optional[str] = StdOpt,
@@ -82,6 +83,7 @@ def scan_cmd(
     fail = fail_on_detection if fail_on_detection is not None else bool(cfg.get("fail_on_detection", True))
     device_name = device or str(cfg.get("device", "auto"))
     seed = seed if seed is not None else int(cfg.get("seed", 0))
+    searches = searches_setting(searches, cfg)
     arch = arch or cfg.get("arch")
     accepted_file = accepted_file or (Path(cfg["accepted"]) if cfg.get("accepted") else None)
     accepted = load_accepted(accepted_file) if accepted_file is not None else {}  # a bad file fails before scanning
@@ -95,7 +97,8 @@ def scan_cmd(
         for path in files:
             observer.message(f"scanning {path}")
             try:
-                outcome = scan(path, samples, threshold=threshold, device=device_name, seed=seed, arch=arch,
+                outcome = scan(path, samples, threshold=threshold, device=device_name, seed=seed,
+                               searches=searches, arch=arch,
                                mean=parse_floats(mean, "--mean"), std=parse_floats(std, "--std"), observer=observer)
             except UnsupportedModelError as exc:
                 skipped.append({"path": str(path), "reason": str(exc)})

@@ -7,7 +7,7 @@ from pathlib import Path
 from bdscan.errors import UsageError
 
 KNOWN = {"samples", "format", "device", "seed", "layers", "alphas", "lambdas", "threshold", "fail_on_detection",
-         "arch", "accepted"}
+         "arch", "accepted", "searches"}
 
 
 def load_defaults(cwd: Path | None = None) -> dict:

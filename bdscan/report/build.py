@@ -101,6 +101,7 @@ def detection_dict(d) -> dict:
         # pixels; null where no warp reached the success bar
         "warp_displacement_px": {str(k): _finite(t.displacement) for k, t in d.warps.items()},
         "seconds": round(d.seconds, 3),
+        **({"searches": d.searches} if d.searches else {}),
     }
 
 

@@ -48,6 +48,18 @@ def accepted_reason(m: dict) -> str:
     return (m.get("accepted") or {}).get("reason") or "reviewed"
 
 
+def search_note(m: dict) -> str | None:
+    """For a model not suspected although some of its trigger searches (``--searches``) flagged a class: which
+    class, by how many; None otherwise."""
+    runs = (m.get("evidence") or {}).get("searches") or []
+    flagged = [r for r in runs if r.get("suspected")]
+    if m.get("suspected") or not flagged:
+        return None
+    classes = ", ".join(str(c) for c in sorted({r["target_class"] for r in flagged}))
+    return (f"{len(flagged)} of {len(runs)} trigger searches flagged class {classes}; a verdict needs all "
+            f"{len(runs)}")
+
+
 def failing(doc: dict) -> int:
     """How many models the gate fails on: suspected and not accepted."""
     s = doc.get("summary") or {}

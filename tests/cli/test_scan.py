@@ -115,6 +115,27 @@ def test_settings_file_gives_defaults_and_flags_win(tmp_path, monkeypatch):
     assert r.exit_code == ExitCode.USAGE and "unknown setting 'bogus'" in r.output
 
 
+def test_searches_from_settings_and_flags(tmp_path, monkeypatch):
+    path, _, _ = make_model_file(tmp_path, "bdscan.small_cnn", classes=3)
+    write_samples(tmp_path / "s", classes=3)
+    monkeypatch.chdir(tmp_path)
+    base = ("scan", path.name, "--samples", "s", "--format", "json", "--quiet")
+    (tmp_path / ".bdscan.toml").write_text('searches = 2\n')
+    r = invoke(*base, "--seed", "5", "--threshold", "-1e9")
+    assert r.exit_code == ExitCode.FOUND, r.output
+    ev = json.loads(r.stdout)["models"][0]["evidence"]
+    assert [s["seed"] for s in ev["searches"]] == [5, 6] and all(s["suspected"] for s in ev["searches"])
+    r = invoke(*base, "--searches", "1")  # the flag wins; one search: the report as before
+    assert r.exit_code in (ExitCode.OK, ExitCode.FOUND), r.output
+    assert "searches" not in json.loads(r.stdout)["models"][0]["evidence"]
+    for bad in (["--searches", "0"], ["--searches", "-1"]):
+        r = invoke(*base, *bad)
+        assert r.exit_code == ExitCode.USAGE and "--searches must be a whole number of at least 1" in r.output
+    (tmp_path / ".bdscan.toml").write_text('searches = "three"\n')
+    r = invoke(*base)
+    assert r.exit_code == ExitCode.USAGE and "--searches must be" in r.output
+
+
 def test_accepted_findings_pass_the_gate(tmp_path, monkeypatch):
     path, _, _ = make_model_file(tmp_path, "bdscan.small_cnn", classes=3)
     write_samples(tmp_path / "s", classes=3)

@@ -117,3 +117,13 @@ def test_scan_time_chart_keeps_models_with_the_same_file_name_apart(scan_doc):
     page = render_html(scan_doc)
     chart = page[page.index('id="chart-timings"'):]
     assert "examples/models/badnets-cnn.safetensors" in chart and "other/badnets-cnn.safetensors" in chart
+
+
+def test_scan_report_names_searches_that_flagged_without_a_verdict():
+    doc = make_scan_doc()
+    doc["models"][1]["evidence"]["searches"] = [
+        {"seed": 0, "suspected": False, "target_class": None, "score": 1.5},
+        {"seed": 1, "suspected": True, "target_class": 8, "score": 2.1}]
+    page = render_html(doc)
+    assert '<p id="searches-1">1 of 2 trigger searches flagged class 8; a verdict needs all 2.</p>' in page
+    assert 'id="searches-0"' not in page

@@ -43,3 +43,15 @@ def test_scan_summary():
 
 def test_paths_cannot_break_a_table_row():
     assert code("a|b`c") == "`a\\|b'c`"
+
+
+def test_searches_that_flagged_without_a_verdict_are_named():
+    doc = make_scan_doc()
+    clean = doc["models"][1]
+    clean["evidence"]["searches"] = [{"seed": 0, "suspected": True, "target_class": 8, "score": 2.16},
+                                     {"seed": 1, "suspected": False, "target_class": None, "score": 1.96},
+                                     {"seed": 2, "suspected": True, "target_class": 8, "score": 2.16}]
+    note = f"- {code(clean['path'])}: 2 of 3 trigger searches flagged class 8; a verdict needs all 3"
+    assert note in render_markdown(doc).splitlines()
+    clean["evidence"]["searches"][0]["suspected"] = clean["evidence"]["searches"][2]["suspected"] = False
+    assert "trigger searches" not in render_markdown(doc)  # none flagged: nothing to say
