@@ -1,0 +1,53 @@
+"""The composite GitHub Action's own shell steps, run with bash on a small model (no GitHub needed)."""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT, make_model_file, write_samples
+
+ACTION = yaml.safe_load((ROOT / "action.yml").read_text())
+
+
+def _step(name: str, inputs: dict, outputs: dict | None = None) -> str:
+    """A step's script with the ${{ ... }} expressions GitHub would fill in."""
+    step = next(s for s in ACTION["runs"]["steps"] if s.get("name") == name)
+    values = {f"inputs.{k}": str(v.get("default", "")) for k, v in ACTION["inputs"].items()}
+    values.update({f"inputs.{k}": v for k, v in inputs.items()})
+    values.update({f"steps.scan.outputs.{k}": v for k, v in (outputs or {}).items()})
+
+    def fill(m):
+        key = m.group(1).strip()
+        assert key in values, f"the action uses {key}, which it does not declare"
+        return values[key]
+
+    return re.sub(r"\$\{\{(.*?)\}\}", fill, step["run"])
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
+def test_action_scan_and_gate_steps(tmp_path):
+    path, _, _ = make_model_file(tmp_path, "bdscan.small_cnn", classes=3, name="net")
+    write_samples(tmp_path / "s", classes=3)
+    (tmp_path / "pyproject.toml").write_text("[tool.bdscan]\nthreshold = -1e9\n")  # every model is flagged
+    out, summary = tmp_path / "gh-output", tmp_path / "gh-summary"
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path),
+           "GITHUB_OUTPUT": str(out), "GITHUB_STEP_SUMMARY": str(summary)}
+    inputs = {"models": path.name, "samples": "s", "searches": "2", "sarif-output": "out.sarif"}
+    run = subprocess.run(["bash", "-e", "-c", _step("Scan", inputs)], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert out.read_text().strip() == "exit-code=1"
+    report = json.loads((tmp_path / "bdscan-report.json").read_text())
+    assert [s["seed"] for s in report["models"][0]["evidence"]["searches"]] == [0, 1]  # the searches input arrives
+    assert json.loads((tmp_path / "out.sarif").read_text())["runs"][0]["results"][0]["ruleId"] == "BDSCAN001"
+    assert summary.read_text().startswith("## bdscan scan")
+    gate = lambda fail: subprocess.run(["bash", "-e", "-c", _step("Gate", {"fail-on-detection": fail},
+                                                                   {"exit-code": "1"})],
+                                       env=env, capture_output=True, text=True)
+    assert gate("true").returncode == 1 and gate("false").returncode == 0
