@@ -1,6 +1,6 @@
 """Issue 5 measure: `bdscan scan` on backdoored and clean lab models.
 
-    python -m benchmarks.scan_table [--seeds 0,1,2] [--held-out-2] [MODEL_NAME ...]
+    python -m benchmarks.scan_table [--seeds 0,1,2] [--held-out-2 | --held-out-3] [MODEL_NAME ...]
 
 For each model of benchmarks.zoo.SCAN_MODELS, then LAB_MODELS, then HELD_OUT_MODELS (trained once into
 benchmarks/cache/), runs the real CLI,
@@ -16,7 +16,9 @@ Writes benchmarks/SCAN_RESULTS.md (and scan_results.json). Aim: under 60 s per m
 ``--held-out-2`` scans HELD_OUT_2_MODELS instead (trained later still, in a checkout without the first table's
 reports) into SCAN_RESULTS_HELD_OUT_2.md and scan_results_held_out_2.json, a table of its own: the first table's
 rows read their evidence (target ranks, unscored signals) from reports no longer on disk. Rows now keep their
-report's evidence, so a table can be rebuilt (``--report-only``) without benchmarks/out/.
+report's evidence, so a table can be rebuilt (``--report-only``) without benchmarks/out/. ``--held-out-3`` does the
+same for HELD_OUT_3_MODELS, trained after `scan --searches` was chosen. Held-out tables also say what `--searches 3`
+would have decided on their runs (benchmarks/searches.py).
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ import torch
 
 from bdscan.report.plots import scored_by_class
 from benchmarks.common import machine, run_cli, sample_dirs, take_seeds, write_json
-from benchmarks.zoo import HELD_OUT_2_MODELS, HELD_OUT_MODELS, HERE, LAB_MODELS, SCAN_MODELS, make
+from benchmarks.searches import line as searches_line
+from benchmarks.zoo import (HELD_OUT_2_MODELS, HELD_OUT_3_MODELS, HELD_OUT_MODELS, HERE, LAB_MODELS, SCAN_MODELS,
+                           make)
 
 ALL = SCAN_MODELS + LAB_MODELS + HELD_OUT_MODELS
 
@@ -45,10 +49,10 @@ EXCESS_BAR = 0.018
 def main(argv: list[str]) -> int:
     torch.set_num_threads(2)
     seeds, argv = take_seeds(argv)
-    second = "--held-out-2" in argv
-    argv = [a for a in argv if a != "--held-out-2"]
-    models = HELD_OUT_2_MODELS if second else ALL
-    stem = "_held_out_2" if second else ""
+    held_out = next((n for n in (2, 3) if f"--held-out-{n}" in argv), None)
+    argv = [a for a in argv if a not in ("--held-out-2", "--held-out-3")]
+    models = {None: ALL, 2: HELD_OUT_2_MODELS, 3: HELD_OUT_3_MODELS}[held_out]
+    stem = f"_held_out_{held_out}" if held_out else ""
     wanted = set(argv)
     old = HERE / f"scan_results{stem}.json"
     report_only = "--report-only" in wanted  # rebuild SCAN_RESULTS.md from scan_results.json, run nothing
@@ -94,15 +98,19 @@ def main(argv: list[str]) -> int:
             filled += 1
     if filled:
         write_json(old, rows)
-    title = "on the second held-out set of lab models" if second else "on lab models"
+    title = {None: "on lab models", 2: "on the second held-out set of lab models",
+             3: "on the third held-out set of lab models"}[held_out]
+    extra = {None: "", 2: "\n" + _both_held_out(rows), 3: ""}[held_out]
+    if held_out:
+        extra += f"\n- Had each model been scanned once {searches_line(rows)}."
     md = "\n".join([f"# `bdscan scan` {title} (issue 5)", "", f"Machine: {machine()}.", "",
                     "Samples: 10 clean Fashion-MNIST test images per class (`examples/samples` at 28x28). "
                     "CA and ASR of each model on the full Fashion-MNIST test set (10,000 images). "
                     "`scan s` is the report's own time; `wall s` includes process start and model loading. "
                     "Each model is scanned once per seed of the trigger search (`bdscan scan --seed N`).", "",
                     "Per model, over the seeds (found: the class flagged at each seed, — where none):", "",
-                    _by_model(rows), "", _summary(rows) + ("\n" + _both_held_out(rows) if second else ""), "", _missed(rows), "", _unscored(rows), "", _missing(rows, models), "", "Every run:", "", _table(rows), "",
-                    f"Produced by `python -m benchmarks.scan_table{' --held-out-2' if second else ''}`; every number comes from its runs (a partial rerun keeps "
+                    _by_model(rows), "", _summary(rows) + extra, "", _missed(rows), "", _unscored(rows), "", _missing(rows, models), "", "Every run:", "", _table(rows), "",
+                    f"Produced by `python -m benchmarks.scan_table{f' --held-out-{held_out}' if held_out else ''}`; every number comes from its runs (a partial rerun keeps "
                     "the other runs' rows) "
                     f"(raw values: benchmarks/{old.name}).", ""])
     (HERE / f"SCAN_RESULTS{stem.upper()}.md").write_text(md)
