@@ -291,7 +291,8 @@ def _scan_body(doc: dict) -> list[str]:
             out.append(f'<p id="excess-{i}">For review, not part of the verdict: images carrying the synthesised trigger '
                        f"put {excess:.1%} of the last layer's input outside the range the clean samples reach. A backdoor "
                        "tends to drive units clean images leave at rest, a natural route to a class to stay within "
-                       "their range; the scale differs between architectures (README, Reviewed false alarms).</p>")
+                       "their range; but some backdoors (warps, low-frequency patterns) stay within it too, and the "
+                       "scale differs between architectures (README, Reviewed false alarms).</p>")
         if note := search_note(m):
             out.append(f'<p id="searches-{i}">{e(note)}.</p>')
         t = m.get("trigger") or {}
