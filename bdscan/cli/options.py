@@ -22,10 +22,9 @@ def parse_floats(text: Optional[str], flag: str) -> Optional[list[float]]:
         raise typer.BadParameter(f"{text!r} is not a comma-separated list of numbers", param_hint=flag) from None
 
 
-
 SearchesOpt = typer.Option(None, "--searches", help="Independent trigger searches (seeds SEED, SEED+1, ...) that "
-                           "must each put a class above the threshold to flag it: fewer false alarms on naturally "
-                           "easy classes; each search adds one detection's time (or 'searches' in \\[tool.bdscan]) "
+                           "must each put a class above the threshold to flag it: drops flags that come at some seeds "
+                           "only; each search adds one detection's time (or 'searches' in \\[tool.bdscan]) "
                            "\\[default: 1].")
 
 
