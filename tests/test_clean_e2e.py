@@ -120,3 +120,23 @@ def test_run_writing_no_model_removes_earlier_model_from_out(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "report.html", "report.json", "report.md"]
     assert any("earlier run's model" in w for w in doc["warnings"])
     assert json.loads((out / "report.json").read_text())["verdict"] == "not_removed"
+
+
+def test_clean_reads_detection_settings_from_the_settings_file(tmp_path, monkeypatch):
+    """clean's detection (no --target-class) takes 'threshold' and 'searches' from [tool.bdscan], as scan does."""
+    from bdscan.errors import ExitCode
+    from tests.conftest import make_model_file, write_samples
+
+    path, _, _ = make_model_file(tmp_path, "bdscan.small_cnn", classes=3)
+    write_samples(tmp_path / "s", classes=3)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".bdscan.toml").write_text("threshold = 1e9\nsearches = 2\n")
+    r = CliRunner().invoke(app, ["clean", path.name, "--samples", "s", "--out", "out", "--format", "json", "--quiet"])
+    assert r.exit_code == ExitCode.OK, r.output
+    doc = json.loads(r.stdout)
+    assert doc["verdict"] == "no_backdoor_found" and doc["detection"]["threshold"] == 1e9
+    assert [s["seed"] for s in doc["detection"]["searches"]] == [0, 1]
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())  # nothing written
+    (tmp_path / ".bdscan.toml").write_text('threshold = "high"\n')
+    r = CliRunner().invoke(app, ["clean", path.name, "--samples", "s", "--out", "out", "--quiet"])
+    assert r.exit_code == ExitCode.USAGE and "threshold must be a number, not 'high'" in r.output

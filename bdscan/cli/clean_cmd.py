@@ -61,7 +61,7 @@ def clean_cmd(
     from bdscan.pipeline import clean
     from bdscan.repair import RepairSettings
     from bdscan.settings import CleanSettings
-    from bdscan.cli.settings_file import load_defaults
+    from bdscan.cli.settings_file import load_defaults, threshold_setting
 
     if fmt is OutputFormat.sarif:
         raise UsageError("--format sarif is for 'bdscan scan'")
@@ -85,6 +85,7 @@ def clean_cmd(
         device=device,
         seed=seed,
         searches=searches,
+        detect_threshold=threshold_setting(None, cfg),  # detection's bar, as scan reads it from the settings
     )
     observer = render.RichObserver(quiet=quiet or fmt is OutputFormat.json)
     with observer.live():

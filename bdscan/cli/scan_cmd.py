@@ -65,7 +65,7 @@ def scan_cmd(
     4  usage error: bad flags, unknown architecture
     """
     from bdscan.accepted import load_accepted, mark_accepted
-    from bdscan.cli.settings_file import load_defaults
+    from bdscan.cli.settings_file import load_defaults, threshold_setting
     from bdscan.errors import ArchitectureError, BdscanError, ExitCode, UnsupportedModelError, UsageError
     from bdscan.fileio import atomic_write_text
     from bdscan.pipeline import scan
@@ -79,7 +79,7 @@ def scan_cmd(
     samples = samples or (Path(cfg["samples"]) if cfg.get("samples") else None)
     if samples is None:
         raise UsageError("missing --samples DIR (or 'samples' in [tool.bdscan])")
-    threshold = threshold if threshold is not None else float(cfg.get("threshold", 2.0))
+    threshold = threshold_setting(threshold, cfg)
     fail = fail_on_detection if fail_on_detection is not None else bool(cfg.get("fail_on_detection", True))
     device_name = device or str(cfg.get("device", "auto"))
     seed = seed if seed is not None else int(cfg.get("seed", 0))

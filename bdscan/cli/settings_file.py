@@ -35,3 +35,11 @@ def load_defaults(cwd: Path | None = None) -> dict:
             raise UsageError(f"{path}: unknown setting {unknown[0]!r}; known: {', '.join(sorted(KNOWN))}")
         return dict(data)
     return {}
+
+
+def threshold_setting(flag: float | None, cfg: dict) -> float:
+    """--threshold, else the config's 'threshold', else 2.0 (Neural Cleanse's anomaly bar)."""
+    value = flag if flag is not None else cfg.get("threshold", 2.0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise UsageError(f"threshold must be a number, not {value!r}")
+    return float(value)
