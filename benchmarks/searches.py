@@ -5,8 +5,8 @@
 With ``--searches N`` a class is flagged only when it scores above the threshold in every one of N trigger
 searches (seeds SEED to SEED+N-1), at its lowest score (bdscan.detect.consensus). The scan tables scan every
 model once at each of seeds 0, 1 and 2, so their runs hold `--searches 3` at seed 0 without a rerun: each search
-is `detect` at its seed, the same work alone or among others (tests/test_detect.py checks it; the third held-out
-table checks one model through the CLI). Per class, the lowest score over the seeds comes from each run's evidence;
+is `detect` at its seed, the same work alone or among others (tests/test_detect.py checks it; ``--check`` runs
+one model through the CLI). Per class, the lowest score over the seeds comes from each run's evidence;
 runs from before evidence was kept give only the class each flagged: a class flagged at every seed is flagged (its
 lowest score is above the threshold), a model that some seed did not flag is not (every class was at or under the
 threshold there), and seeds flagging different classes cannot be told apart.
@@ -33,7 +33,7 @@ TABLES = [
 
 def consensus_verdict(runs: list[dict]) -> tuple[int | None, float | None] | None:
     """(class flagged or None, its lowest score or None) for one model's runs at the seeds of one `--searches`
-    call; None where the runs cannot tell (no evidence, and some but not all seeds flagged the same class)."""
+    call; None where the runs cannot tell (no evidence, and the seeds flagged different classes)."""
     if any(r.get("suspected") is None for r in runs):
         return None
     threshold = runs[0]["threshold"]
