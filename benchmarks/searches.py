@@ -85,14 +85,13 @@ def line(rows: list[dict], seeds: tuple[int, ...] = (0, 1, 2)) -> str:
 def check(names: list[str]) -> int:
     """One real `bdscan scan --searches 3` per model against its table's runs at seeds 0, 1 and 2."""
     from benchmarks.common import run_cli, sample_dirs
-    from benchmarks.zoo import CACHE
 
     entries = {e.name: (e, file) for file, groups in TABLES for _, models in groups for e in models}
     differ = 0
     for name in names:
         entry, file = entries[name]
         rows = [r for r in json.loads((HERE / file).read_text()) if r["model"] == name]
-        report = CACHE.parent / "out" / "scan" / f"{name}.searches3.json"
+        report = HERE / "out" / "scan" / f"{name}.searches3.json"
         report.parent.mkdir(parents=True, exist_ok=True)
         rc, wall, _, stderr, _ = run_cli(["scan", str(entry.cli_path), "--samples", str(sample_dirs(entry, None)[0]),
                                           "--searches", "3", "--format", "json", "-o", str(report)])

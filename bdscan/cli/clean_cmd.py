@@ -9,7 +9,7 @@ import typer
 
 from bdscan.cli import render
 from bdscan.cli.app import app
-from bdscan.cli.options import ArchOpt, MeanOpt, SearchesOpt, StdOpt, parse_floats, searches_setting
+from bdscan.cli.options import ArchOpt, MeanOpt, SearchesOpt, StdOpt, parse_floats
 from bdscan.report import OutputFormat
 
 
@@ -61,7 +61,7 @@ def clean_cmd(
     from bdscan.pipeline import clean
     from bdscan.repair import RepairSettings
     from bdscan.settings import CleanSettings
-    from bdscan.cli.settings_file import load_defaults, threshold_setting
+    from bdscan.cli.settings_file import load_defaults, searches_setting, threshold_setting
 
     if fmt is OutputFormat.sarif:
         raise UsageError("--format sarif is for 'bdscan scan'")

@@ -27,12 +27,3 @@ SearchesOpt = typer.Option(None, "--searches", help="Independent trigger searche
                            "only; each search adds one detection's time (or 'searches' in \\[tool.bdscan]) "
                            "\\[default: 1].")
 
-
-def searches_setting(flag: Optional[int], cfg: dict) -> int:
-    """--searches, else the config's 'searches', else 1; a whole number of at least 1."""
-    from bdscan.errors import UsageError
-
-    n = flag if flag is not None else cfg.get("searches", 1)
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise UsageError(f"--searches must be a whole number of at least 1, not {n!r}")
-    return n

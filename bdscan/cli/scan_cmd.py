@@ -9,7 +9,7 @@ import typer
 
 from bdscan.cli import render
 from bdscan.cli.app import app
-from bdscan.cli.options import ArchOpt, MeanOpt, SearchesOpt, StdOpt, parse_floats, searches_setting
+from bdscan.cli.options import ArchOpt, MeanOpt, SearchesOpt, StdOpt, parse_floats
 from bdscan.report import OutputFormat
 
 
@@ -65,7 +65,7 @@ def scan_cmd(
     4  usage error: bad flags, unknown architecture
     """
     from bdscan.accepted import load_accepted, mark_accepted
-    from bdscan.cli.settings_file import load_defaults, threshold_setting
+    from bdscan.cli.settings_file import load_defaults, searches_setting, threshold_setting
     from bdscan.errors import ArchitectureError, BdscanError, ExitCode, UnsupportedModelError, UsageError
     from bdscan.fileio import atomic_write_text
     from bdscan.pipeline import scan

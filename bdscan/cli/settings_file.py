@@ -43,3 +43,11 @@ def threshold_setting(flag: float | None, cfg: dict) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise UsageError(f"threshold must be a number, not {value!r}")
     return float(value)
+
+
+def searches_setting(flag: int | None, cfg: dict) -> int:
+    """--searches, else the config's 'searches', else 1; a whole number of at least 1."""
+    n = flag if flag is not None else cfg.get("searches", 1)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise UsageError(f"--searches must be a whole number of at least 1, not {n!r}")
+    return n
