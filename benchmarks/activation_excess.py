@@ -16,7 +16,7 @@ import sys
 import torch
 
 from benchmarks.common import sample_dirs, take_seeds
-from benchmarks.zoo import HELD_OUT_2_MODELS, HELD_OUT_MODELS, LAB_MODELS, SCAN_MODELS
+from benchmarks.zoo import HELD_OUT_2_MODELS, HELD_OUT_3_MODELS, HELD_OUT_MODELS, LAB_MODELS, SCAN_MODELS
 
 DESIGN = ["badnets-cnn", "clean-cnn", "clean-cnn-s1", "clean-cnn-s2", "clean-cnn-s3", "blended-cnn-t3",
           "inputaware-cnn"]
@@ -30,7 +30,7 @@ def main(argv: list[str]) -> int:
 
     torch.set_num_threads(2)
     seeds, argv = take_seeds(argv)
-    entries = {e.name: e for e in SCAN_MODELS + LAB_MODELS + HELD_OUT_MODELS + HELD_OUT_2_MODELS}
+    entries = {e.name: e for e in SCAN_MODELS + LAB_MODELS + HELD_OUT_MODELS + HELD_OUT_2_MODELS + HELD_OUT_3_MODELS}
     unknown = [n for n in argv if n not in entries]
     if unknown:
         print(f"unknown model(s): {', '.join(unknown)}", file=sys.stderr)
