@@ -14,6 +14,9 @@ every class's images), so it is scored only together with the mask size (their a
 not scored: a data-free signal (maximum attainable logit margin per class, MM-BD), which flagged clean models,
 and the activation excess: how much of that same layer's input, for images carrying the trigger that scored,
 lies outside the range the clean samples reach (a backdoor drives units clean inputs leave dormant).
+Given a trusted model of the same task (``Reference``), mask sizes and feature shifts are scored as ratios to its
+own, class by class: classes natural features make easy in every model of the task (Bag on Fashion-MNIST) are as
+easy in the reference, so only what the suspect adds stands out.
 """
 
 from __future__ import annotations
@@ -441,6 +444,9 @@ class Detection:
     activation_excess: dict[int, float] = field(default_factory=dict)  # triggered head input beyond clean range
     # one entry per independent trigger search (seed, suspected, target, score) where more than one ran
     searches: list[dict] = field(default_factory=list)
+    feature_shift: dict[int, float] = field(default_factory=dict)  # raw, before the anomaly index
+    # what mask sizes and feature shifts were scored against (--reference): the trusted model's own, per class
+    reference: dict | None = None
 
     def class_scores(self) -> dict[int, float]:
         """Each class's score: the largest of the scored signals (mask anomaly, warp anomaly, agreement)."""
@@ -455,11 +461,24 @@ class Detection:
         return self.triggers[k]
 
 
+def relative_to(values: torch.Tensor, reference: dict[int, float] | None, classes: list[int]) -> torch.Tensor:
+    """``values`` per class over a trusted reference model's values for the same classes (unchanged without one).
+    Some classes are easy to reach in any model of a task (Bag on Fashion-MNIST: a few lit pixels at the edge);
+    a reference measured on the same samples carries that ease, so only what the suspect adds stands out."""
+    if not reference:
+        return values
+    ref = torch.tensor([reference[k] for k in classes], dtype=values.dtype)
+    return values.clamp(min=1e-6) / ref.clamp(min=1e-6)  # 0 over 0 (a class every image already goes to) is 1
+
+
 def detect(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int, *, threshold: float = 2.0,
     settings: InversionSettings = InversionSettings(), warp: WarpSettings | None = WarpSettings(), seed: int = 0,
-    observer: Observer = NULL_OBSERVER,
+    observer: Observer = NULL_OBSERVER, reference: Detection | None = None,
 ) -> Detection:
+    """``reference``: a trusted model's detection on the same samples and seed; mask sizes and feature shifts are
+    then scored as ratios to its own, class by class (warps need no reference: no clean model's class is reachable
+    by a small warp)."""
     t0 = time.perf_counter()
     classes = list(range(num_classes))
     model = inference_copy(model, x[:32].to(next(model.parameters()).device))
@@ -472,11 +491,13 @@ def detect(
         wa = warp_anomaly(warps, warp.cap)
     feats = head_features(model, x, y, triggers, num_classes)
     shift = feature_shift(model, x, y, triggers, num_classes, feats)
-    fa = mad_anomaly(torch.log(shift.clamp(min=1e-6)), small_side=False) if shift is not None else torch.zeros(
-        num_classes)
+    ref_shift = reference.feature_shift if reference is not None else None
+    fa = mad_anomaly(torch.log(relative_to(shift, ref_shift, classes).clamp(min=1e-6)), small_side=False) \
+        if shift is not None else torch.zeros(num_classes)
     l1 = torch.tensor([triggers[k].mask_l1 for k in classes])
     # mask sizes spread multiplicatively: compare them in log space, spread floored at a factor of e^0.6
-    nc = mad_anomaly(torch.log(l1.clamp(min=1e-6)), min_spread=LOG_SPREAD_FLOOR)
+    rel_l1 = relative_to(l1, reference.mask_l1 if reference is not None else None, classes)
+    nc = mad_anomaly(torch.log(rel_l1.clamp(min=1e-6)), min_spread=LOG_SPREAD_FLOOR)
     margins = max_margins(model, tuple(x.shape[1:]), classes, seed=seed)
     mm = mad_anomaly(margins, small_side=False)
     # the margin statistic flagged clean models in our measurements: it is reported as evidence, not scored
@@ -491,6 +512,9 @@ def detect(
         {c: float(l1[i]) for i, c in enumerate(classes)}, triggers, time.perf_counter() - t0, threshold,
         {c: float(wa[i]) for i, c in enumerate(classes)}, warps, {c: float(fa[i]) for i, c in enumerate(classes)},
         {c: float(agree[i]) for i, c in enumerate(classes)},
+        feature_shift={c: float(shift[i]) for i, c in enumerate(classes)} if shift is not None else {},
+        reference={"mask_l1": reference.mask_l1, "feature_shift": reference.feature_shift}
+        if reference is not None else None,
     )
     if feats is None:
         return det
@@ -525,14 +549,40 @@ def consensus(runs: dict[int, Detection]) -> Detection:
                    seconds=sum(r.seconds for r in runs.values()), searches=listed)
 
 
+class Reference:
+    """A trusted model of the same task (``--reference``: the last release, a model trained on vetted data).
+    Detection runs on it with the suspect's samples and seed, and the suspect's mask sizes and feature shifts are
+    scored as ratios to its own, class by class. Its detections are kept, so several suspects scanned in one call
+    pay for each once."""
+
+    def __init__(self, model: nn.Module, about: dict | None = None):
+        self.model = model
+        self.about = about or {}  # what reports say of it: path, sha256
+        self._done: list[tuple[torch.Tensor, torch.Tensor, int, dict, Detection]] = []
+
+    def detection(self, x: torch.Tensor, y: torch.Tensor, num_classes: int, seed: int, observer: Observer,
+                  **kwargs) -> Detection:
+        for dx, dy, dseed, dkw, det in self._done:
+            if dseed == seed and dkw == kwargs and torch.equal(dx, x) and torch.equal(dy, y):
+                return det
+        observer.message("trigger search on the reference model")
+        det = detect(self.model, x, y, num_classes, seed=seed, observer=observer, **kwargs)
+        self._done.append((x, y, seed, dict(kwargs), det))
+        return det
+
+
 def detect_searches(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int, *, searches: int = 1,
-                    seed: int = 0, observer: Observer = NULL_OBSERVER, **kwargs) -> Detection:
-    """``detect`` at seeds seed, seed+1, ... (``searches`` of them), combined by ``consensus``."""
+                    seed: int = 0, observer: Observer = NULL_OBSERVER, reference: Reference | None = None,
+                    **kwargs) -> Detection:
+    """``detect`` at seeds seed, seed+1, ... (``searches`` of them), combined by ``consensus``; each search
+    scored against ``reference``'s detection at the same seed where one is given."""
     if searches < 1:
         raise ValueError("searches must be at least 1")
     runs = {}
     for s in range(seed, seed + searches):
         if searches > 1:
             observer.message(f"trigger search {s - seed + 1} of {searches} (seed {s})")
-        runs[s] = detect(model, x, y, num_classes, seed=s, observer=observer, **kwargs)
+        ref = reference.detection(x, y, num_classes, s, observer, **kwargs) if reference is not None else None
+        run = detect(model, x, y, num_classes, seed=s, observer=observer, reference=ref, **kwargs)
+        runs[s] = replace(run, reference={**reference.about, **run.reference}) if ref is not None else run
     return consensus(runs)

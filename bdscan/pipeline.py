@@ -12,10 +12,10 @@ from torch import nn
 
 from bdscan import edit as editing
 from bdscan.data import Samples, load_samples
-from bdscan.detect import (Detection, Trigger, TriggerMix, detect_searches, invert_triggers, invert_warps,
-                           warp_is_suspicious)
+from bdscan.detect import (Detection, Reference, Trigger, TriggerMix, detect_searches, invert_triggers,
+                           invert_warps, warp_is_suspicious)
 from bdscan.devices import prepare, resolve_device, with_backoff
-from bdscan.errors import DataError, UsageError
+from bdscan.errors import BdscanError, DataError, UnsupportedModelError, UsageError
 from bdscan.evaluate import Evaluation, accuracy, agreement, attack_success, evaluate
 from bdscan.model import LoadedModel, Normalized, load_model
 from bdscan.observer import NULL_OBSERVER, Observer
@@ -100,7 +100,7 @@ def _triggered(trigger: Trigger | TriggerMix, s: Samples, target: int) -> Sample
 
 def forget_set(
     wrapper: nn.Module, spec_classes: int, held_in: Samples, held_out: Samples, settings: CleanSettings,
-    trigger_samples: Samples | None, observer: Observer, timer: Timer,
+    trigger_samples: Samples | None, observer: Observer, timer: Timer, reference: Reference | None = None,
 ) -> tuple[ForgetSet | None, Detection | None]:
     t = settings.target_class
     if t is not None and not 0 <= t < spec_classes:
@@ -130,7 +130,8 @@ def forget_set(
                 lambda b: detect_searches(wrapper, held_in.x, held_in.y, spec_classes,
                                           threshold=settings.detect_threshold,
                                           settings=replace(settings.inversion, batch=b), warp=settings.warp,
-                                          seed=settings.seed, searches=settings.searches, observer=observer),
+                                          seed=settings.seed, searches=settings.searches, reference=reference,
+                                          observer=observer),
                 settings.inversion.batch, minimum=2, say=observer.message)
         if not detection.suspected:
             return None, detection
@@ -287,8 +288,9 @@ def remap_head(inner, wrapper_of, forget: ForgetSet, retain: Samples, settings: 
 
 def clean(
     model_path: Path, samples_dir: Path, settings: CleanSettings = CleanSettings(), *, arch: str | None = None,
-    mean=None, std=None, observer: Observer = NULL_OBSERVER,
+    mean=None, std=None, reference: TrustedModel | None = None, observer: Observer = NULL_OBSERVER,
 ) -> CleanOutcome:
+    """``reference``: a trusted model detection is scored against (used only where detection runs)."""
     timer = Timer()
     device = resolve_device(settings.device)
     torch.manual_seed(settings.seed)
@@ -299,6 +301,7 @@ def clean(
         trig = None
         if settings.trigger_samples is not None:
             trig = load_samples(settings.trigger_samples, spec, min_per_class=1, allow_unlabelled=True)
+    ref = reference.for_model(spec) if reference is not None else None
     inner = prepare(loaded.module, device).eval()
 
     def wrapper_of(m: nn.Module) -> Normalized:
@@ -308,7 +311,8 @@ def clean(
     held_in, held_out = split(samples, settings.holdout, settings.seed)
     if len(held_out) == 0:
         raise DataError("too few samples to hold any out; give at least 2 images per class")
-    forget, detection = forget_set(original, spec.num_classes, held_in, held_out, settings, trig, observer, timer)
+    forget, detection = forget_set(original, spec.num_classes, held_in, held_out, settings, trig, observer, timer,
+                                   ref)
     info = {"path": str(samples_dir), "images": len(samples), "held_in": len(held_in), "held_out": len(held_out),
             "classes": sorted(torch.unique(samples.y).tolist())}
     val_inputs = original.normalise(held_out.x[:64].to(device)).cpu()
@@ -358,6 +362,34 @@ def clean(
     )
 
 
+class TrustedModel:
+    """``--reference``: a trusted model of the same task (the last release, a model trained on vetted data), read
+    once; its trigger searches are shared by every suspect scored against it (bdscan.detect.Reference)."""
+
+    def __init__(self, path: Path, arch: str | None = None, mean=None, std=None, device: str = "auto"):
+        try:
+            self.loaded = load_model(path, arch, mean, std)
+        except UnsupportedModelError as exc:  # a flag's file, not one of the inputs: a usage error
+            raise UsageError(f"--reference {path}: {exc}") from None
+        except BdscanError as exc:
+            raise type(exc)(f"--reference {path}: {exc}") from None
+        dev = resolve_device(device)
+        wrapper = Normalized(prepare(self.loaded.module, dev).eval(), self.loaded.spec).to(dev)
+        self.detector = Reference(wrapper, {"path": str(path), "sha256": self.loaded.sha256})
+        self.path = path
+
+    def for_model(self, spec) -> Reference:
+        """The reference, once it is known to take the suspect's inputs and have its classes."""
+        ref = self.loaded.spec
+        if (ref.num_classes, tuple(ref.input_shape)) != (spec.num_classes, tuple(spec.input_shape)):
+            shape = "x".join(str(v) for v in ref.input_shape)
+            raise UsageError(
+                f"--reference {self.path} has {ref.num_classes} classes and {shape} inputs; the model has "
+                f"{spec.num_classes} and {'x'.join(str(v) for v in spec.input_shape)}: a reference must be a model "
+                f"of the same task")
+        return self.detector
+
+
 @dataclass
 class ScanOutcome:
     loaded: LoadedModel
@@ -369,7 +401,7 @@ class ScanOutcome:
 def scan(
     model_path: Path, samples_dir: Path, *, threshold: float = 2.0, device: str = "auto", seed: int = 0,
     searches: int = 1, arch: str | None = None, mean=None, std=None, inversion=None, warp=None,
-    observer: Observer = NULL_OBSERVER,
+    reference: TrustedModel | None = None, observer: Observer = NULL_OBSERVER,
 ) -> ScanOutcome:
     from bdscan.detect import InversionSettings, WarpSettings
 
@@ -380,12 +412,13 @@ def scan(
     with timer.stage("load", observer):
         loaded = load_model(model_path, arch, mean, std)
         samples = load_samples(samples_dir, loaded.spec, min_per_class=2)
+    ref = reference.for_model(loaded.spec) if reference is not None else None
     wrapper = Normalized(prepare(loaded.module, dev).eval(), loaded.spec).to(dev)
     base = inversion or InversionSettings()
     with timer.stage("detect", observer):
         detection = with_backoff(
             lambda b: detect_searches(wrapper, samples.x, samples.y, loaded.spec.num_classes, threshold=threshold,
                                       settings=replace(base, batch=b), warp=warp, seed=seed, searches=searches,
-                                      observer=observer),
+                                      reference=ref, observer=observer),
             base.batch, minimum=2, say=observer.message)
     return ScanOutcome(loaded, detection, len(samples), timer.stages)

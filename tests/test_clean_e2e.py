@@ -123,19 +123,22 @@ def test_run_writing_no_model_removes_earlier_model_from_out(tmp_path):
 
 
 def test_clean_reads_detection_settings_from_the_settings_file(tmp_path, monkeypatch):
-    """clean's detection (no --target-class) takes 'threshold' and 'searches' from [tool.bdscan], as scan does."""
+    """clean's detection (no --target-class) takes 'threshold', 'searches' and 'reference' from [tool.bdscan], as
+    scan does."""
     from bdscan.errors import ExitCode
     from tests.conftest import make_model_file, write_samples
 
     path, _, _ = make_model_file(tmp_path, "bdscan.small_cnn", classes=3)
     write_samples(tmp_path / "s", classes=3)
     monkeypatch.chdir(tmp_path)
-    (tmp_path / ".bdscan.toml").write_text("threshold = 1e9\nsearches = 2\n")
+    ref, _, _ = make_model_file(tmp_path, "bdscan.small_cnn", classes=3, name="release", seed=1)
+    (tmp_path / ".bdscan.toml").write_text('threshold = 1e9\nsearches = 2\nreference = "release.safetensors"\n')
     r = CliRunner().invoke(app, ["clean", path.name, "--samples", "s", "--out", "out", "--format", "json", "--quiet"])
     assert r.exit_code == ExitCode.OK, r.output
     doc = json.loads(r.stdout)
     assert doc["verdict"] == "no_backdoor_found" and doc["detection"]["threshold"] == 1e9
     assert [s["seed"] for s in doc["detection"]["searches"]] == [0, 1]
+    assert doc["detection"]["reference"]["path"] == "release.safetensors"
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())  # nothing written
     (tmp_path / ".bdscan.toml").write_text('threshold = "high"\n')
     r = CliRunner().invoke(app, ["clean", path.name, "--samples", "s", "--out", "out", "--quiet"])

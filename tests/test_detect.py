@@ -1,6 +1,7 @@
 """Trigger families of detect.py: the warp and its pictures, mixed forget-set triggers, the warp rule, what
 the warp search finds on the bundled clean model (the property the warp rule rests on), the feature shift and
-the agreement rule that scores it together with the mask anomaly, and the activation excess (evidence)."""
+the agreement rule that scores it together with the mask anomaly, the activation excess (evidence), several searches
+and scoring against a trusted reference model."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import pytest
 import torch
 
 from bdscan.data import load_samples
-from bdscan.detect import (LOG_SPREAD_FLOOR, Detection, InversionSettings, Trigger, TriggerMix, WarpSettings,
-                           _warp_trigger, consensus, detect, detect_searches, invert_warps, warp_anomaly,
-                           warp_images, warp_is_suspicious)
+from bdscan.detect import (LOG_SPREAD_FLOOR, Detection, InversionSettings, Reference, Trigger, TriggerMix,
+                           WarpSettings, _warp_trigger, consensus, detect, detect_searches, invert_warps,
+                           relative_to, warp_anomaly, warp_images, warp_is_suspicious)
 from bdscan.model import Normalized, load_model
 from tests.conftest import EXAMPLES
 
@@ -196,3 +197,52 @@ def test_detect_searches_is_consensus_of_detect_at_consecutive_seeds():
     assert both.score == pytest.approx(max(lowest.values()))
     with pytest.raises(ValueError):
         detect_searches(model, x, y, 10, searches=0, **fast)
+
+
+def test_relative_to_divides_class_by_class():
+    v = torch.tensor([0.01, 0.04, 0.02])
+    assert relative_to(v, None, [0, 1, 2]) is v and relative_to(v, {}, [0, 1, 2]) is v
+    assert relative_to(v, {0: 0.02, 1: 0.04, 2: 0.01}, [0, 1, 2]).tolist() == pytest.approx([0.5, 1.0, 2.0])
+    # a class every image already goes to needs no mask in either model: as easy in both
+    assert relative_to(torch.tensor([0.0, 0.02]), {0: 0.0, 1: 0.01}, [0, 1]).tolist() == pytest.approx([1.0, 2.0])
+
+
+def _small_case():
+    loaded = load_model(EXAMPLES / "models" / "badnets-cnn.safetensors")
+    s = load_samples(EXAMPLES / "samples", loaded.spec, min_per_class=2)
+    return Normalized(loaded.module, loaded.spec).eval(), s.x[::5], s.y[::5]
+
+
+FAST = dict(settings=InversionSettings(steps=20, batch=2), warp=None)
+
+
+def test_a_model_scored_against_itself_has_no_mask_or_feature_anomaly():
+    """The same search on the same weights finds the same masks: every ratio is 1, so no class stands out, while
+    the model alone has classes apart. Proof that the reference's sizes are what gets scored."""
+    model, x, y = _small_case()
+    alone = detect(model, x, y, 10, seed=1, **FAST)
+    assert max(abs(v) for v in alone.anomaly.values()) > 1e-3 and max(alone.feature_anomaly.values()) > 0.1
+    against = detect(model, x, y, 10, seed=1, reference=alone, **FAST)
+    assert set(against.anomaly.values()) == {0.0} and set(against.feature_anomaly.values()) == {0.0}
+    assert against.mask_l1 == alone.mask_l1  # the suspect's own sizes are still what the report shows
+    assert against.reference == {"mask_l1": alone.mask_l1, "feature_shift": alone.feature_shift}
+    assert not against.suspected and alone.reference is None
+
+
+def test_reference_searches_run_once_per_seed_and_samples(monkeypatch):
+    import bdscan.detect as detect_mod
+
+    model, x, y = _small_case()
+    calls = []
+    real = detect_mod.detect
+    monkeypatch.setattr(detect_mod, "detect", lambda m, *a, **k: calls.append((m, k.get("seed"))) or real(m, *a, **k))
+    clean = load_model(EXAMPLES / "models" / "clean-cnn.safetensors")
+    other = Normalized(clean.module, clean.spec).eval()
+    ref = Reference(other, {"path": "clean-cnn.safetensors", "sha256": "00"})
+    first = detect_searches(model, x, y, 10, searches=2, seed=4, reference=ref, **FAST)
+    detect_searches(model, x, y, 10, searches=2, seed=4, reference=ref, **FAST)  # a second suspect, same samples
+    assert [seed for m, seed in calls if m is other] == [4, 5]  # the reference searched once per seed
+    assert [seed for m, seed in calls if m is model] == [4, 5, 4, 5]
+    detect_searches(model, x.flip(0), y.flip(0), 10, searches=1, seed=4, reference=ref, **FAST)  # other samples
+    assert [seed for m, seed in calls if m is other] == [4, 5, 4]
+    assert first.reference["path"] == "clean-cnn.safetensors" and set(first.reference["mask_l1"]) == set(range(10))

@@ -9,7 +9,7 @@ import typer
 
 from bdscan.cli import render
 from bdscan.cli.app import app
-from bdscan.cli.options import ArchOpt, MeanOpt, SearchesOpt, StdOpt, parse_floats
+from bdscan.cli.options import ArchOpt, MeanOpt, ReferenceOpt, SearchesOpt, StdOpt, parse_floats
 from bdscan.report import OutputFormat
 
 
@@ -37,6 +37,7 @@ def clean_cmd(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N; auto picks CUDA when present."),
     seed: int = typer.Option(0, "--seed", help="Seed: CPU runs with one seed give identical outputs."),
     searches: Optional[int] = SearchesOpt,
+    reference: Optional[Path] = ReferenceOpt,
     arch: Optional[str] = ArchOpt,
     mean: Optional[str] = MeanOpt,
     std: Optional[str] = StdOpt,
@@ -58,10 +59,10 @@ def clean_cmd(
     from bdscan.errors import ExitCode, UsageError
     from bdscan.model.loader import model_format
     from bdscan.outputs import check_out_dir, default_out_dir, write_clean_outputs
-    from bdscan.pipeline import clean
+    from bdscan.pipeline import TrustedModel, clean
     from bdscan.repair import RepairSettings
     from bdscan.settings import CleanSettings
-    from bdscan.cli.settings_file import load_defaults, searches_setting, threshold_setting
+    from bdscan.cli.settings_file import load_defaults, path_setting, searches_setting, threshold_setting
 
     if fmt is OutputFormat.sarif:
         raise UsageError("--format sarif is for 'bdscan scan'")
@@ -87,10 +88,18 @@ def clean_cmd(
         searches=searches,
         detect_threshold=threshold_setting(None, cfg),  # detection's bar, as scan reads it from the settings
     )
+    mean_v, std_v = parse_floats(mean, "--mean"), parse_floats(std, "--std")
+    # detection's, when no --target-class or --trigger-samples; read only then
+    detecting = target_class is None and trigger_samples is None and forget == "trigger"
+    if reference is not None and not detecting:
+        raise UsageError("--reference serves detection, which --target-class, --trigger-samples and --forget class "
+                         "skip")
+    reference = path_setting(reference, cfg, "reference")
+    trusted = TrustedModel(reference, arch, mean_v, std_v, device) if reference is not None and detecting else None
     observer = render.RichObserver(quiet=quiet or fmt is OutputFormat.json)
     with observer.live():
-        outcome = clean(model, samples, settings, arch=arch, mean=parse_floats(mean, "--mean"),
-                        std=parse_floats(std, "--std"), observer=observer)
+        outcome = clean(model, samples, settings, arch=arch, mean=mean_v, std=std_v, reference=trusted,
+                        observer=observer)
         doc = write_clean_outputs(outcome, out)
     if fmt is OutputFormat.json:
         render.print_json(doc)

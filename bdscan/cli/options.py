@@ -27,3 +27,7 @@ SearchesOpt = typer.Option(None, "--searches", help="Independent trigger searche
                            "only; each search adds one detection's time (or 'searches' in \\[tool.bdscan]) "
                            "\\[default: 1].")
 
+ReferenceOpt = typer.Option(None, "--reference", help="A trusted model of the same task (the last release, one "
+                            "trained on vetted data): detection scores each class against how easy the same search "
+                            "finds it there, so classes every model of the task makes easy are not flagged; doubles "
+                            "detection's time (or 'reference' in \\[tool.bdscan]).")

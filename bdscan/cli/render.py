@@ -105,7 +105,7 @@ def clean_summary(doc: dict) -> None:
 def scan_summary(doc: dict) -> None:
     from rich.table import Table
 
-    from bdscan.report.scan import accepted_reason, search_note, verdict as model_verdict
+    from bdscan.report.scan import accepted_reason, model_notes, verdict as model_verdict
 
     s = doc["summary"]
     if doc["models"]:
@@ -118,7 +118,7 @@ def scan_summary(doc: dict) -> None:
             t.add_row(escape(m["path"]), verdict, tgt, f"{m['score']:.2f}", f"{m['seconds']:.1f}s")
         out.print(t)
         for m in doc["models"]:
-            if note := search_note(m):
+            for _, note in model_notes(m):
                 out.print(f"{escape(m['path'])}: {escape(note)}")
     accepted = f" ({s['accepted']} accepted)" if s.get("accepted") else ""
     out.print(f"{s['scanned']} scanned, {s['suspected']} suspected{accepted}, {s['errors']} error(s), "

@@ -9,7 +9,7 @@ import typer
 
 from bdscan.cli import render
 from bdscan.cli.app import app
-from bdscan.cli.options import ArchOpt, MeanOpt, SearchesOpt, StdOpt, parse_floats
+from bdscan.cli.options import ArchOpt, MeanOpt, ReferenceOpt, SearchesOpt, StdOpt, parse_floats
 from bdscan.report import OutputFormat
 
 
@@ -50,6 +50,7 @@ def scan_cmd(
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N \\[default: auto]."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for the trigger search \\[default: 0]."),
     searches: Optional[int] = SearchesOpt,
+    reference: Optional[Path] = ReferenceOpt,
     arch: Optional[str] = ArchOpt,
     mean: Optional[str] = MeanOpt,
     std: Optional[str] = StdOpt,
@@ -65,10 +66,10 @@ def scan_cmd(
     4  usage error: bad flags, unknown architecture
     """
     from bdscan.accepted import load_accepted, mark_accepted
-    from bdscan.cli.settings_file import load_defaults, searches_setting, threshold_setting
+    from bdscan.cli.settings_file import load_defaults, path_setting, searches_setting, threshold_setting
     from bdscan.errors import ArchitectureError, BdscanError, ExitCode, UnsupportedModelError, UsageError
     from bdscan.fileio import atomic_write_text
-    from bdscan.pipeline import scan
+    from bdscan.pipeline import TrustedModel, scan
     from bdscan.report import render as render_doc
     from bdscan.report.scan import failing, model_entry, scan_report
 
@@ -86,10 +87,13 @@ def scan_cmd(
     searches = searches_setting(searches, cfg)
     arch = arch or cfg.get("arch")
     accepted_file = accepted_file or (Path(cfg["accepted"]) if cfg.get("accepted") else None)
+    reference = path_setting(reference, cfg, "reference")
     accepted = load_accepted(accepted_file) if accepted_file is not None else {}  # a bad file fails before scanning
     from bdscan.devices import resolve_device
 
     resolve_device(device_name)  # fail before any model is read
+    mean_v, std_v = parse_floats(mean, "--mean"), parse_floats(std, "--std")
+    trusted = TrustedModel(reference, arch, mean_v, std_v, device_name) if reference is not None else None
     files, skipped = expand_models(models)
     entries, errors = [], []
     observer = render.RichObserver(quiet=quiet or fmt is not OutputFormat.text)
@@ -98,8 +102,8 @@ def scan_cmd(
             observer.message(f"scanning {path}")
             try:
                 outcome = scan(path, samples, threshold=threshold, device=device_name, seed=seed,
-                               searches=searches, arch=arch,
-                               mean=parse_floats(mean, "--mean"), std=parse_floats(std, "--std"), observer=observer)
+                               searches=searches, arch=arch, mean=mean_v, std=std_v, reference=trusted,
+                               observer=observer)
             except UnsupportedModelError as exc:
                 skipped.append({"path": str(path), "reason": str(exc)})
                 continue

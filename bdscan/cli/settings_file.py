@@ -7,7 +7,7 @@ from pathlib import Path
 from bdscan.errors import UsageError
 
 KNOWN = {"samples", "format", "device", "seed", "layers", "alphas", "lambdas", "threshold", "fail_on_detection",
-         "arch", "accepted", "searches"}
+         "arch", "accepted", "searches", "reference"}
 
 
 def load_defaults(cwd: Path | None = None) -> dict:
@@ -51,3 +51,15 @@ def searches_setting(flag: int | None, cfg: dict) -> int:
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise UsageError(f"--searches must be a whole number of at least 1, not {n!r}")
     return n
+
+
+def path_setting(flag: Path | None, cfg: dict, key: str) -> Path | None:
+    """A file flag, else the config's ``key`` (a path string), else None."""
+    if flag is not None:
+        return flag
+    value = cfg.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise UsageError(f"{key} must be a path, not {value!r}")
+    return Path(value)

@@ -100,9 +100,18 @@ def detection_dict(d) -> dict:
         "activation_excess": {str(k): round(v, 4) for k, v in d.activation_excess.items()},
         # pixels; null where no warp reached the success bar
         "warp_displacement_px": {str(k): _finite(t.displacement) for k, t in d.warps.items()},
+        "feature_shift": {str(k): round(v, 4) for k, v in d.feature_shift.items()},
         "seconds": round(d.seconds, 3),
         **({"searches": d.searches} if d.searches else {}),
+        **({"reference": _reference(d.reference)} if d.reference else {}),
     }
+
+
+def _reference(ref: dict) -> dict:
+    """The trusted model detection was scored against, and its own per-class mask sizes and feature shifts."""
+    return {**{k: v for k, v in ref.items() if k not in ("mask_l1", "feature_shift")},
+            "mask_l1": {str(k): round(v, 6) for k, v in ref.get("mask_l1", {}).items()},
+            "feature_shift": {str(k): round(v, 4) for k, v in ref.get("feature_shift", {}).items()}}
 
 
 def _finite(v: float | None, digits: int = 4) -> float | None:

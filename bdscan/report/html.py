@@ -7,7 +7,7 @@ import re
 
 from bdscan.report import plots
 from bdscan.report.markdown import pct, samples_text
-from bdscan.report.scan import accepted_reason, failing, search_note, verdict
+from bdscan.report.scan import accepted_reason, failing, model_notes, verdict
 
 CSS = """:root{--ok:#1a7f37;--okbg:#dafbe1;--bad:#cf222e;--badbg:#ffebe9;--muted:#57606a;--line:#d0d7de}
 *{box-sizing:border-box}body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1000px;
@@ -293,8 +293,8 @@ def _scan_body(doc: dict) -> list[str]:
                        "tends to drive units clean images leave at rest, a natural route to a class to stay within "
                        "their range; but some backdoors (warps, low-frequency patterns) stay within it too, and the "
                        "scale differs between architectures (README, Reviewed false alarms).</p>")
-        if note := search_note(m):
-            out.append(f'<p id="searches-{i}">{e(note)}.</p>')
+        for kind, note in model_notes(m):
+            out.append(f'<p id="{kind}-{i}">{e(note)}.</p>')
         t = m.get("trigger") or {}
         imgs = _trigger_imgs(t)
         if any(imgs):

@@ -109,7 +109,7 @@ def _clean_md(doc: dict) -> str:
 
 
 def _scan_md(doc: dict) -> str:
-    from bdscan.report.scan import accepted_reason, failing, search_note, verdict as model_verdict
+    from bdscan.report.scan import accepted_reason, failing, model_notes, verdict as model_verdict
 
     s = doc.get("summary") or {}
     verdict = VERDICT_LINE["suspected" if failing(doc) else "accepted" if s.get("suspected") else "clean"]
@@ -131,7 +131,7 @@ def _scan_md(doc: dict) -> str:
             lines.append(f"| {code(m.get('path'))} | {v} | {tgt} | {m.get('score', 0):.2f} / "
                          f"{m.get('threshold', 0):g} | {m.get('seconds', 0):.1f} s |")
         lines.append("")
-    notes = [(m, n) for m in models if (n := search_note(m))]
+    notes = [(m, n) for m in models for _, n in model_notes(m)]
     lines += [f"- {code(m.get('path'))}: {n}" for m, n in notes] + ([""] if notes else [])
     for e in doc.get("errors") or []:
         lines.append(f"- ⚠️ {code(e.get('path'))}: {e.get('error')}")

@@ -31,6 +31,12 @@ def _location(path: str) -> list[dict]:
     return [{"physicalLocation": {"artifactLocation": {"uri": path.lstrip("./") if path.startswith("./") else path}}}]
 
 
+def _reference(m: dict) -> dict:
+    """The trusted model a finding was scored against (--reference), where there was one."""
+    ref = (m.get("evidence") or {}).get("reference")
+    return {"reference": {"path": ref.get("path"), "sha256": ref.get("sha256")}} if ref else {}
+
+
 def render_sarif(doc: dict) -> dict:
     results = []
     for m in doc.get("models", []):
@@ -44,7 +50,7 @@ def render_sarif(doc: dict) -> dict:
                                 f"anomaly score {m['score']:.2f} > {m['threshold']:.2f}."},
             "locations": _location(m["path"]),
             "partialFingerprints": {"modelSha256": m["sha256"]},
-            "properties": {"targetClass": m["target_class"], "score": m["score"]},
+            "properties": {"targetClass": m["target_class"], "score": m["score"], **_reference(m)},
             # a reviewed finding (--accepted): still reported, with a SARIF suppression for tools that honour them
             **({"suppressions": [{"kind": "external", "status": "accepted",
                                   "justification": accepted_reason(m)}]}

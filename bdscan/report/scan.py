@@ -60,6 +60,21 @@ def search_note(m: dict) -> str | None:
             f"{len(runs)}")
 
 
+def reference_note(m: dict) -> str | None:
+    """For a model scored against a trusted reference (``--reference``): which one; None otherwise."""
+    ref = (m.get("evidence") or {}).get("reference")
+    if not ref:
+        return None
+    return (f"scored against the reference model {ref.get('path')} (sha256 {str(ref.get('sha256', ''))[:16]}…): "
+            "each class's mask size and feature shift over the reference's own")
+
+
+def model_notes(m: dict) -> list[tuple[str, str]]:
+    """The notes a report shows under a model, as (kind, text): trigger searches, reference."""
+    notes = [("searches", search_note(m)), ("reference", reference_note(m))]
+    return [(kind, text) for kind, text in notes if text]
+
+
 def failing(doc: dict) -> int:
     """How many models the gate fails on: suspected and not accepted."""
     s = doc.get("summary") or {}

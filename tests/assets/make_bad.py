@@ -352,6 +352,26 @@ def output_cases() -> None:
     (folder / "previous" / "report.json").write_text('{"earlier": true}\n', encoding="utf-8")
 
 
+def usage_cases() -> None:
+    scan = ["scan", SHARED_MODEL, "--samples", SHARED_SAMPLES, "--quiet"]
+    clean = ["clean", SHARED_MODEL, "--samples", SHARED_SAMPLES, "--quiet", "--out", "{out}/cleaned"]
+    case("scan_searches_zero", "--searches 0: no search would decide anything", scan + ["--searches", "0"], 4,
+         ["--searches must be a whole number of at least 1, not 0"])
+    case("clean_searches_negative", "--searches -2 for clean's detection", clean + ["--searches", "-2"], 4,
+         ["--searches must be a whole number of at least 1, not -2"])
+    full = st_bytes(small_cnn_state(), META)
+    (case("scan_reference_truncated", "--reference names a model file cut short", scan + [
+        "--reference", "{case}/ref.safetensors"], 2, ["--reference", "ref.safetensors", "truncated"])
+     / "ref.safetensors").write_bytes(full[: len(full) * 2 // 3])
+    (case("scan_reference_other_task", "--reference is a model with 4 classes, the suspect has 3", scan + [
+        "--reference", "{case}/ref.safetensors"], 4, ["--reference", "4 classes", "same task"])
+     / "ref.safetensors").write_bytes(st_bytes(small_cnn_state(4), dict(META, num_classes="4")))
+    case("scan_reference_missing", "--reference names no file", scan + ["--reference", "{case}/nothing.safetensors"],
+         2, ["--reference", "nothing.safetensors"])
+    case("clean_reference_with_target", "--reference with --target-class: no detection runs to use it",
+         clean + ["--target-class", "0", "--reference", SHARED_MODEL], 4, ["--reference serves detection"])
+
+
 def main() -> int:
     sys.path.insert(0, str(HERE.parents[1]))
     if BAD.exists():
@@ -366,6 +386,7 @@ def main() -> int:
     onnx_cases()
     samples_cases()
     output_cases()
+    usage_cases()
     ids = [c["id"] for c in CASES]
     assert len(ids) == len(set(ids)), "duplicate case ids"
     for cid in ids:  # git keeps no empty folder; cases that need nothing of their own still get theirs

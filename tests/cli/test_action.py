@@ -38,13 +38,15 @@ def test_action_scan_and_gate_steps(tmp_path):
     out, summary = tmp_path / "gh-output", tmp_path / "gh-summary"
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path),
            "GITHUB_OUTPUT": str(out), "GITHUB_STEP_SUMMARY": str(summary)}
-    inputs = {"models": path.name, "samples": "s", "searches": "2", "sarif-output": "out.sarif"}
+    inputs = {"models": path.name, "samples": "s", "searches": "2", "sarif-output": "out.sarif",
+              "reference": path.name}
     run = subprocess.run(["bash", "-e", "-c", _step("Scan", inputs)], cwd=tmp_path, env=env, capture_output=True,
                          text=True, timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr
     assert out.read_text().strip() == "exit-code=1"
     report = json.loads((tmp_path / "bdscan-report.json").read_text())
     assert [s["seed"] for s in report["models"][0]["evidence"]["searches"]] == [0, 1]  # the searches input arrives
+    assert report["models"][0]["evidence"]["reference"]["path"] == path.name  # and the reference input
     assert json.loads((tmp_path / "out.sarif").read_text())["runs"][0]["results"][0]["ruleId"] == "BDSCAN001"
     assert summary.read_text().startswith("## bdscan scan")
     gate = lambda fail: subprocess.run(["bash", "-e", "-c", _step("Gate", {"fail-on-detection": fail},

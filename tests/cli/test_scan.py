@@ -136,6 +136,39 @@ def test_searches_from_settings_and_flags(tmp_path, monkeypatch):
     assert r.exit_code == ExitCode.USAGE and "--searches must be" in r.output
 
 
+def test_reference_from_settings_and_flags(tmp_path, monkeypatch):
+    """Each model is scored against the reference ('reference' in [tool.bdscan], the flag wins); the reference's
+    searches run once for all the models of one call; a model scored against itself has no mask anomaly."""
+    import bdscan.detect as detect_mod
+    from bdscan.fileio import sha256_file
+
+    runs = []
+    real = detect_mod.detect
+    monkeypatch.setattr(detect_mod, "detect", lambda *a, **k: runs.append(1) or real(*a, **k))
+    path, _, _ = make_model_file(tmp_path, "bdscan.small_cnn", classes=3)
+    ref, _, _ = make_model_file(tmp_path, "bdscan.small_cnn", classes=3, name="release", seed=1)
+    write_samples(tmp_path / "s", classes=3)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".bdscan.toml").write_text('reference = "release.safetensors"\n')
+    out = tmp_path / "r.json"
+    r = invoke("scan", path.name, ref.name, "--samples", "s", "--format", "json", "-o", out)
+    assert r.exit_code in (ExitCode.OK, ExitCode.FOUND), r.output
+    assert len(runs) == 3  # two suspects and the reference, searched once for both
+    by_name = {m["path"]: m["evidence"] for m in json.loads(out.read_text())["models"]}
+    for ev in by_name.values():
+        assert ev["reference"]["path"] == "release.safetensors"
+        assert ev["reference"]["sha256"] == sha256_file(ref)
+        assert set(ev["reference"]["mask_l1"]) == {"0", "1", "2"}
+    assert set(by_name["release.safetensors"]["anomaly_index"].values()) == {0.0}
+    assert by_name["release.safetensors"]["reference"]["mask_l1"] == by_name["release.safetensors"]["mask_l1"]
+    r = invoke("scan", path.name, "--samples", "s", "--format", "json", "--quiet", "--reference", path.name)
+    ev = json.loads(r.stdout)["models"][0]["evidence"]
+    assert ev["reference"]["path"] == path.name and set(ev["anomaly_index"].values()) == {0.0}  # the flag wins
+    (tmp_path / ".bdscan.toml").write_text("reference = 3\n")
+    r = invoke("scan", path.name, "--samples", "s", "--quiet")
+    assert r.exit_code == ExitCode.USAGE and "reference must be a path, not 3" in r.output
+
+
 def test_accepted_findings_pass_the_gate(tmp_path, monkeypatch):
     path, _, _ = make_model_file(tmp_path, "bdscan.small_cnn", classes=3)
     write_samples(tmp_path / "s", classes=3)

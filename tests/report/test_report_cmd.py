@@ -75,3 +75,16 @@ def test_bad_format_is_a_usage_error(tmp_path, clean_doc):
 def test_sarif_only_for_scan_reports(tmp_path, clean_doc):
     r = invoke("report", saved(tmp_path, clean_doc), "--format", "sarif")
     assert r.exit_code == ExitCode.RUNTIME and "scan reports only" in r.output
+
+
+def test_sarif_names_the_reference_a_finding_was_scored_against(tmp_path):
+    from tests.report.sample_docs import make_scan_doc
+
+    doc = make_scan_doc()
+    suspected = next(m for m in doc["models"] if m["suspected"])
+    suspected["evidence"]["reference"] = {"path": "release-1.safetensors", "sha256": "ef" * 32, "mask_l1": {}}
+    out = tmp_path / "out.sarif"
+    r = invoke("report", saved(tmp_path, doc), "--format", "sarif", "-o", out)
+    assert r.exit_code == ExitCode.OK, r.output
+    props = json.loads(out.read_text())["runs"][0]["results"][0]["properties"]
+    assert props["reference"] == {"path": "release-1.safetensors", "sha256": "ef" * 32}

@@ -127,3 +127,11 @@ def test_scan_report_names_searches_that_flagged_without_a_verdict():
     page = render_html(doc)
     assert '<p id="searches-1">1 of 2 trigger searches flagged class 8; a verdict needs all 2.</p>' in page
     assert 'id="searches-0"' not in page
+
+
+def test_scan_report_names_the_reference_model():
+    doc = make_scan_doc()
+    doc["models"][0]["evidence"]["reference"] = {"path": "<b>ref</b>.safetensors", "sha256": "cd" * 32}
+    page = render_html(doc)
+    assert '<p id="reference-0">scored against the reference model &lt;b&gt;ref&lt;/b&gt;.safetensors' in page
+    assert 'id="reference-1"' not in page

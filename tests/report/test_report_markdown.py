@@ -55,3 +55,15 @@ def test_searches_that_flagged_without_a_verdict_are_named():
     assert note in render_markdown(doc).splitlines()
     clean["evidence"]["searches"][0]["suspected"] = clean["evidence"]["searches"][2]["suspected"] = False
     assert "trigger searches" not in render_markdown(doc)  # none flagged: nothing to say
+
+
+def test_a_reference_model_is_named():
+    doc = make_scan_doc()
+    bad = doc["models"][0]
+    bad["evidence"]["reference"] = {"path": "models/release-1.safetensors", "sha256": "ab" * 32,
+                                    "mask_l1": {"0": 0.05}, "feature_shift": {"0": 1.1}}
+    note = (f"- {code(bad['path'])}: scored against the reference model models/release-1.safetensors (sha256 "
+            f"{'ab' * 8}…): each class's mask size and feature shift over the reference's own")
+    assert note in render_markdown(doc).splitlines()
+    del bad["evidence"]["reference"]
+    assert "reference model" not in render_markdown(doc)
