@@ -1,6 +1,6 @@
 """Issue 5 measure: `bdscan scan` on backdoored and clean lab models.
 
-    python -m benchmarks.scan_table [--seeds 0,1,2] [--held-out-2 | --held-out-3] [MODEL_NAME ...]
+    python -m benchmarks.scan_table [--seeds 0,1,2] [--held-out-2 | --held-out-3 | --held-out-4] [MODEL_NAME ...]
 
 For each model of benchmarks.zoo.SCAN_MODELS, then LAB_MODELS, then HELD_OUT_MODELS (trained once into
 benchmarks/cache/), runs the real CLI,
@@ -17,7 +17,8 @@ Writes benchmarks/SCAN_RESULTS.md (and scan_results.json). Aim: under 60 s per m
 reports) into SCAN_RESULTS_HELD_OUT_2.md and scan_results_held_out_2.json, a table of its own: the first table's
 rows read their evidence (target ranks, unscored signals) from reports no longer on disk. Rows now keep their
 report's evidence, so a table can be rebuilt (``--report-only``) without benchmarks/out/. ``--held-out-3`` does the
-same for HELD_OUT_3_MODELS, trained after `scan --searches` was chosen. Held-out tables also say what `--searches 3`
+same for HELD_OUT_3_MODELS, trained after `scan --searches` was chosen, and ``--held-out-4`` for HELD_OUT_4_MODELS,
+trained after `scan --reference` was written (its verdicts: benchmarks/reference.py). Held-out tables also say what `--searches 3`
 would have decided on their runs (benchmarks/searches.py).
 """
 
@@ -32,8 +33,8 @@ import torch
 from bdscan.report.plots import scored_by_class
 from benchmarks.common import machine, run_cli, sample_dirs, take_seeds, write_json
 from benchmarks.searches import line as searches_line
-from benchmarks.zoo import (HELD_OUT_2_MODELS, HELD_OUT_3_MODELS, HELD_OUT_MODELS, HERE, LAB_MODELS, SCAN_MODELS,
-                           make)
+from benchmarks.zoo import (HELD_OUT_2_MODELS, HELD_OUT_3_MODELS, HELD_OUT_4_MODELS, HELD_OUT_MODELS, HERE,
+                            LAB_MODELS, SCAN_MODELS, make)
 
 ALL = SCAN_MODELS + LAB_MODELS + HELD_OUT_MODELS
 
@@ -49,9 +50,9 @@ EXCESS_BAR = 0.018
 def main(argv: list[str]) -> int:
     torch.set_num_threads(2)
     seeds, argv = take_seeds(argv)
-    held_out = next((n for n in (2, 3) if f"--held-out-{n}" in argv), None)
-    argv = [a for a in argv if a not in ("--held-out-2", "--held-out-3")]
-    models = {None: ALL, 2: HELD_OUT_2_MODELS, 3: HELD_OUT_3_MODELS}[held_out]
+    held_out = next((n for n in (2, 3, 4) if f"--held-out-{n}" in argv), None)
+    argv = [a for a in argv if a not in ("--held-out-2", "--held-out-3", "--held-out-4")]
+    models = {None: ALL, 2: HELD_OUT_2_MODELS, 3: HELD_OUT_3_MODELS, 4: HELD_OUT_4_MODELS}[held_out]
     stem = f"_held_out_{held_out}" if held_out else ""
     wanted = set(argv)
     old = HERE / f"scan_results{stem}.json"
@@ -99,8 +100,8 @@ def main(argv: list[str]) -> int:
     if filled:
         write_json(old, rows)
     title = {None: "on lab models", 2: "on the second held-out set of lab models",
-             3: "on the third held-out set of lab models"}[held_out]
-    extra = {None: "", 2: "\n" + _both_held_out(rows), 3: ""}[held_out]
+             3: "on the third held-out set of lab models", 4: "on the fourth held-out set of lab models"}[held_out]
+    extra = {None: "", 2: "\n" + _both_held_out(rows), 3: "", 4: ""}[held_out]
     if held_out:
         extra += f"\n- Had each model been scanned once {searches_line(rows)}."
     md = "\n".join([f"# `bdscan scan` {title} (issue 5)", "", f"Machine: {machine()}.", "",

@@ -1,0 +1,182 @@
+"""`bdscan scan --reference`: the lab's small CNNs scored against a trusted clean CNN, through the CLI.
+
+    python -m benchmarks.reference [--seeds 0] [--reference NAME] [--held-out-4] [--label L] [MODEL_NAME ...]
+
+One `bdscan scan` call per seed over every trained small-CNN lab model (so the reference's searches run once per
+call), the bundled clean CNN as the reference unless ``--reference`` names another. ``--held-out-4``: the fourth
+held-out set only (trained after the reference rule was fixed). Per model: the verdict with the reference, and the
+same seed's verdict without one from the scan tables (benchmarks/scan_results*.json), where they have that model.
+Prints one line per model and a summary: backdoored models with the target found, clean models flagged, the worst
+case of each. Reports land in benchmarks/out/reference/ (seed-S[-held-out-4][-L].json); ``--report-only`` prints
+from them without scanning.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from benchmarks.common import run_cli, sample_dirs, take_seeds
+from benchmarks.zoo import (HELD_OUT_2_MODELS, HELD_OUT_3_MODELS, HELD_OUT_4_MODELS, HELD_OUT_MODELS, HERE,
+                            LAB_MODELS, SCAN_MODELS)
+
+TABLES = ["scan_results.json", "scan_results_held_out_2.json", "scan_results_held_out_3.json",
+          "scan_results_held_out_4.json"]
+
+
+def table_runs() -> dict[tuple[str, int], dict]:
+    """(model, seed) -> that run of the scan tables (detection without a reference)."""
+    out = {}
+    for name in TABLES:
+        path = HERE / name
+        if path.exists():
+            for r in json.loads(path.read_text()):
+                out[(r["model"], r.get("seed", 0))] = r
+    return out
+
+
+def main(argv: list[str]) -> int:
+    from bdscan.lab.zoo import load_attack
+    from bdscan.model import load_model
+    from bdscan.report.plots import scored_by_class
+
+    seeds, argv = take_seeds(argv, [0])
+    ref_name = "clean-cnn"
+    if "--reference" in argv:
+        i = argv.index("--reference")
+        ref_name, argv = argv[i + 1], argv[:i] + argv[i + 2:]
+    label = ""
+    if "--label" in argv:
+        i = argv.index("--label")
+        label, argv = "-" + argv[i + 1], argv[:i] + argv[i + 2:]
+    held_out_4 = "--held-out-4" in argv
+    report_only = "--report-only" in argv
+    argv = [a for a in argv if a not in ("--held-out-4", "--report-only")]
+    every = SCAN_MODELS + LAB_MODELS + HELD_OUT_MODELS + HELD_OUT_2_MODELS + HELD_OUT_3_MODELS + HELD_OUT_4_MODELS
+    entries = {e.name: e for e in every if e.arch == "bdscan.small_cnn" and e.size == 28}
+    unknown = [n for n in argv + [ref_name] if n not in entries]
+    if unknown:
+        print(f"unknown small-CNN model(s): {', '.join(unknown)}", file=sys.stderr)
+        return 4
+    ref = entries[ref_name]
+    held = {e.name for e in HELD_OUT_4_MODELS}
+    wanted = argv or [n for n in entries if (n in held) == held_out_4]
+    models = []
+    for name in wanted:
+        e = entries[name]
+        if name == ref_name:
+            continue
+        if not e.cli_path.exists():
+            print(f"{name}: not trained (python -m benchmarks.zoo {name})", flush=True)
+            continue
+        models.append(e)
+    samples = sample_dirs(ref, None)[0]
+    targets = {e.name: load_attack(e.path, load_model(e.path).spec).target if e.attack else None for e in models}
+    by_path = {str(e.cli_path): e for e in models}
+    tables = table_runs()
+    out_dir = HERE / "out" / "reference"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    found, missed, clean_ok, clean_flagged = [], [], [], []
+    table = []  # the same runs without a reference, where a scan table holds them (scores where with evidence)
+    per_seed: dict[str, dict[int, dict]] = {}  # model -> seed -> run, for what --searches would decide
+    table_seed: dict[str, dict[int, dict]] = {}  # the same from the scan tables
+    for seed in seeds:
+        report = out_dir / f"seed-{seed}{'-held-out-4' if held_out_4 else ''}{label}.json"
+        if not report_only:
+            rc, wall, _, err, _ = run_cli(["scan", *by_path, "--samples", str(samples), "--reference",
+                                           str(ref.cli_path), "--seed", str(seed), "--format", "json", "-o",
+                                           str(report), "--quiet", "--no-fail-on-detection"])
+            if rc != 0:
+                print(f"seed {seed}: bdscan scan exit {rc}: {err.strip()[-500:]}", flush=True)
+                return 2
+            doc = json.loads(report.read_text())
+        else:  # every report of this seed (and set): a run with --label adds models to it
+            doc = {"models": []}
+            for path in sorted(out_dir.glob(f"seed-{seed}{'-held-out-4' if held_out_4 else ''}*.json")):
+                if held_out_4 or "held-out-4" not in path.name:
+                    doc["models"] += json.loads(path.read_text())["models"]
+        print(f"seed {seed}: {len(doc['models'])} models against {ref_name}, "
+              f"{sum(m['seconds'] for m in doc['models']):.0f} s of scanning (the first model of each call includes "
+              f"the reference's search)", flush=True)
+        for m in (m for m in doc["models"] if m["path"] in by_path):
+            e = by_path[m["path"]]
+            t = targets[e.name]
+            ev = m["evidence"]
+            scores = {int(k): v for k, v in scored_by_class(ev).items()}
+            rank = sorted(scores, key=scores.get, reverse=True).index(t) + 1 if t is not None else None
+            before = tables.get((e.name, seed))
+            was = ("—" if before is None else
+                   f"{before['found'] if before['found'] is not None else 'none'} ({before['score']:.2f})")
+            now = f"{m['target_class'] if m['suspected'] else 'none'} ({m['score']:.2f})"
+            what = f"{e.attack} -> {t}" if t is not None else "clean"
+            tail = f"; target scores {scores[t]:.2f}, rank {rank}" if t is not None else ""
+            print(f"  {e.name:16s} {what:16s} flagged with reference: {now:12s} without (table): {was:12s} "
+                  f"{m['seconds']:.1f} s{tail}", flush=True)
+            per_seed.setdefault(e.name, {})[seed] = {"suspected": m["suspected"], "threshold": m["threshold"],
+                                                     "evidence": ev, "found": m["target_class"],
+                                                     "score": m["score"]}
+            row = (e.name, seed, m["score"], scores.get(t) if t is not None else None)
+            if t is None:
+                (clean_flagged if m["suspected"] else clean_ok).append(row)
+            else:
+                (found if m["suspected"] and m["target_class"] == t else missed).append(row)
+            if before is not None:
+                table_seed.setdefault(e.name, {})[seed] = before
+                table.append((t, before["found"], before["score"],
+                              scored_by_class(before["evidence"]) if "evidence" in before else None))
+    print(f"backdoored, target found: {len(found)} of {len(found) + len(missed)} runs"
+          + (f"; missed: {', '.join(f'{n} seed {s} (target {ts:.2f}, top {sc:.2f})' for n, s, sc, ts in missed)}"
+             if missed else ""))
+    if found + missed:
+        print(f"  lowest target score {min(r[3] for r in found + missed):.2f}, mean "
+              f"{sum(r[3] for r in found + missed) / len(found + missed):.2f}")
+    print(f"clean, flagged: {len(clean_flagged)} of {len(clean_flagged) + len(clean_ok)} runs"
+          + (f" ({', '.join(f'{n} seed {s} {sc:.2f}' for n, s, sc, _ in clean_flagged)})" if clean_flagged else ""))
+    if clean_ok + clean_flagged:
+        print(f"  highest clean score {max(r[2] for r in clean_ok + clean_flagged):.2f}, mean "
+              f"{sum(r[2] for r in clean_ok + clean_flagged) / len(clean_ok + clean_flagged):.2f}")
+    if len(seeds) > 1:
+        _searches(per_seed, targets, seeds, "as well")
+    if table:
+        bad = [(t, f, sc) for t, f, _, sc in table if t is not None]
+        scored = [sc[str(t)] for t, _, sc in bad if sc is not None]
+        clean = [(f, score) for t, f, score, _ in table if t is None]
+        print(f"the same runs without a reference (scan tables, {len(table)} runs): target found "
+              f"{sum(f == t for t, f, _ in bad)} of {len(bad)} runs"
+              + (f", lowest target score {min(scored):.2f}, mean {sum(scored) / len(scored):.2f} ({len(scored)} "
+                 f"runs with evidence)" if scored else "")
+              + f"; clean flagged {sum(f is not None for f, _ in clean)} of {len(clean)} runs"
+              + (f", highest clean score {max(v for _, v in clean):.2f}, mean "
+                 f"{sum(v for _, v in clean) / len(clean):.2f}" if clean else ""))
+        if len(seeds) > 1:
+            _searches(table_seed, targets, seeds, "without a reference")
+    return 0
+
+
+def _searches(per_seed: dict, targets: dict, seeds: list[int], how: str) -> None:
+    """What `--searches N` (N = the seeds run) decides on these runs: each search is the run at its seed; a model
+    whose runs cannot tell (table rows without evidence flagging different classes) counts as not flagged."""
+    from benchmarks.searches import consensus_verdict
+
+    hit = miss = flagged = clean = 0
+    for name, runs in per_seed.items():
+        if not all(s in runs for s in seeds):
+            continue
+        k, score = consensus_verdict([runs[s] for s in seeds]) or (None, None)
+        t = targets[name]
+        if t is None:
+            clean += 1
+            flagged += k is not None
+        else:
+            hit += k == t
+            miss += k != t
+        if (t is None) != (k is None) or (t is not None and k != t):
+            shown = f" ({score:.2f})" if score is not None else ""
+            print(f"  --searches {len(seeds)} {how}: {name} flagged {k if k is not None else 'none'}{shown}"
+                  + (f", target {t}" if t is not None else ", clean"))
+    print(f"with --searches {len(seeds)} {how} (the runs at seeds {', '.join(map(str, seeds))} are its searches): "
+          f"target found {hit} of {hit + miss} backdoored models; clean flagged {flagged} of {clean}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
