@@ -77,16 +77,16 @@ def scan_cmd(
     fmt = fmt or OutputFormat(cfg.get("format", "text"))
     if fmt is OutputFormat.html and output is None:
         raise UsageError("--format html needs --output FILE")
-    samples = samples or (Path(cfg["samples"]) if cfg.get("samples") else None)
+    samples = path_setting(samples, cfg, "samples")
     if samples is None:
         raise UsageError("missing --samples DIR (or 'samples' in [tool.bdscan])")
     threshold = threshold_setting(threshold, cfg)
-    fail = fail_on_detection if fail_on_detection is not None else bool(cfg.get("fail_on_detection", True))
+    fail = fail_on_detection if fail_on_detection is not None else cfg.get("fail_on_detection", True)
     device_name = device or str(cfg.get("device", "auto"))
-    seed = seed if seed is not None else int(cfg.get("seed", 0))
+    seed = seed if seed is not None else cfg.get("seed", 0)
     searches = searches_setting(searches, cfg)
     arch = arch or cfg.get("arch")
-    accepted_file = accepted_file or (Path(cfg["accepted"]) if cfg.get("accepted") else None)
+    accepted_file = path_setting(accepted_file, cfg, "accepted")
     reference = path_setting(reference, cfg, "reference")
     accepted = load_accepted(accepted_file) if accepted_file is not None else {}  # a bad file fails before scanning
     from bdscan.devices import resolve_device

@@ -6,8 +6,34 @@ from pathlib import Path
 
 from bdscan.errors import UsageError
 
-KNOWN = {"samples", "format", "device", "seed", "layers", "alphas", "lambdas", "threshold", "fail_on_detection",
-         "arch", "accepted", "searches", "reference"}
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _text(v) -> bool:
+    return isinstance(v, str)
+
+
+# each setting's type, checked when the file is read, so a wrong one is one usage error line, not a traceback or
+# (for fail_on_detection = "no") a string taken as true
+KINDS = {
+    "samples": (_text, "a path"),
+    "accepted": (_text, "a path"),
+    "reference": (_text, "a path"),
+    "arch": (_text, "an architecture name"),
+    "device": (_text, "a device name (auto, cpu, cuda, cuda:N)"),
+    "layers": (_text, "'late', 'all' or comma-separated layer names"),
+    "format": (lambda v: v in ("text", "json", "markdown", "html", "sarif"), "one of text, json, markdown, html, sarif"),
+    "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "a whole number of at least 0"),
+    "searches": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "a whole number of at least 1"),
+    "threshold": (_number, "a number"),
+    "fail_on_detection": (lambda v: isinstance(v, bool), "true or false"),
+    "alphas": (lambda v: isinstance(v, list) and bool(v) and all(map(_number, v)), "a non-empty list of numbers"),
+    "lambdas": (lambda v: isinstance(v, list) and bool(v) and all(map(_number, v)), "a non-empty list of numbers"),
+}
+KNOWN = set(KINDS)
 
 
 def load_defaults(cwd: Path | None = None) -> dict:
@@ -33,33 +59,29 @@ def load_defaults(cwd: Path | None = None) -> dict:
         unknown = sorted(set(data) - KNOWN)
         if unknown:
             raise UsageError(f"{path}: unknown setting {unknown[0]!r}; known: {', '.join(sorted(KNOWN))}")
+        for key, value in data.items():
+            ok, kind = KINDS[key]
+            if not ok(value):
+                raise UsageError(f"{path}: {key} must be {kind}, not {value!r}")
         return dict(data)
     return {}
 
 
 def threshold_setting(flag: float | None, cfg: dict) -> float:
     """--threshold, else the config's 'threshold', else 2.0 (Neural Cleanse's anomaly bar)."""
-    value = flag if flag is not None else cfg.get("threshold", 2.0)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise UsageError(f"threshold must be a number, not {value!r}")
-    return float(value)
+    return float(flag if flag is not None else cfg.get("threshold", 2.0))
 
 
 def searches_setting(flag: int | None, cfg: dict) -> int:
     """--searches, else the config's 'searches', else 1; a whole number of at least 1."""
-    n = flag if flag is not None else cfg.get("searches", 1)
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise UsageError(f"--searches must be a whole number of at least 1, not {n!r}")
-    return n
+    if flag is not None and flag < 1:
+        raise UsageError(f"--searches must be a whole number of at least 1, not {flag!r}")
+    return flag if flag is not None else cfg.get("searches", 1)
 
 
 def path_setting(flag: Path | None, cfg: dict, key: str) -> Path | None:
-    """A file flag, else the config's ``key`` (a path string), else None."""
+    """A file flag, else the config's ``key`` (a path string, checked by load_defaults), else None."""
     if flag is not None:
         return flag
     value = cfg.get(key)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise UsageError(f"{key} must be a path, not {value!r}")
-    return Path(value)
+    return Path(value) if value else None

@@ -115,6 +115,29 @@ def test_settings_file_gives_defaults_and_flags_win(tmp_path, monkeypatch):
     assert r.exit_code == ExitCode.USAGE and "unknown setting 'bogus'" in r.output
 
 
+@pytest.mark.parametrize("line, says", [
+    ('format = "xml"', "format must be one of text, json, markdown, html, sarif, not 'xml'"),
+    ('seed = "a"', "seed must be a whole number of at least 0, not 'a'"),
+    ("seed = -1", "seed must be a whole number of at least 0, not -1"),
+    ("samples = 3", "samples must be a path, not 3"),
+    ("accepted = 1", "accepted must be a path, not 1"),
+    ('fail_on_detection = "no"', "fail_on_detection must be true or false, not 'no'"),  # not taken as true
+    ("threshold = true", "threshold must be a number, not True"),
+    ('alphas = ["a"]', "alphas must be a non-empty list of numbers, not ['a']"),
+    ("lambdas = []", "lambdas must be a non-empty list of numbers, not []"),
+    ("device = 3", "device must be a device name (auto, cpu, cuda, cuda:N), not 3"),
+    ("arch = 5", "arch must be an architecture name, not 5"),
+])
+def test_a_setting_of_the_wrong_type_is_one_usage_error(tmp_path, monkeypatch, line, says):
+    """Each setting's type is checked when the file is read: one line naming the file and the setting, exit 4, and
+    nothing scanned (no traceback from int() or a path of a number; no string taken as a boolean)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pyproject.toml").write_text(f"[tool.bdscan]\n{line}\n")
+    r = invoke("scan", "missing.safetensors", "--samples", "s")
+    assert r.exit_code == ExitCode.USAGE, r.output
+    assert r.output.strip() == f"bdscan: error: {tmp_path / 'pyproject.toml'}: {says}"
+
+
 def test_searches_from_settings_and_flags(tmp_path, monkeypatch):
     path, _, _ = make_model_file(tmp_path, "bdscan.small_cnn", classes=3)
     write_samples(tmp_path / "s", classes=3)
@@ -133,7 +156,7 @@ def test_searches_from_settings_and_flags(tmp_path, monkeypatch):
         assert r.exit_code == ExitCode.USAGE and "--searches must be a whole number of at least 1" in r.output
     (tmp_path / ".bdscan.toml").write_text('searches = "three"\n')
     r = invoke(*base)
-    assert r.exit_code == ExitCode.USAGE and "--searches must be" in r.output
+    assert r.exit_code == ExitCode.USAGE and "searches must be a whole number of at least 1, not 'three'" in r.output
 
 
 def test_reference_from_settings_and_flags(tmp_path, monkeypatch):
