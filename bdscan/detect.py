@@ -471,6 +471,15 @@ def relative_to(values: torch.Tensor, reference: dict[int, float] | None, classe
     return values.clamp(min=1e-6) / ref.clamp(min=1e-6)  # 0 over 0 (a class every image already goes to) is 1
 
 
+def blind_spots(reference: Detection) -> dict[int, float]:
+    """Classes a reference reaches with an anomalously small mask by its own score (mask or agreement over its
+    threshold): scored against it, a suspect's mask toward such a class is no smaller than the reference's, so a
+    backdoor toward it would not stand out (a backdoor the reference shares, or a class it makes that easy; warps
+    are scored without the reference and are not hidden)."""
+    own = {k: max(v, reference.agreement.get(k, -math.inf)) for k, v in reference.anomaly.items()}
+    return {k: v for k, v in own.items() if v > reference.threshold}
+
+
 def detect(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int, *, threshold: float = 2.0,
     settings: InversionSettings = InversionSettings(), warp: WarpSettings | None = WarpSettings(), seed: int = 0,
@@ -513,8 +522,8 @@ def detect(
         {c: float(wa[i]) for i, c in enumerate(classes)}, warps, {c: float(fa[i]) for i, c in enumerate(classes)},
         {c: float(agree[i]) for i, c in enumerate(classes)},
         feature_shift={c: float(shift[i]) for i, c in enumerate(classes)} if shift is not None else {},
-        reference={"mask_l1": reference.mask_l1, "feature_shift": reference.feature_shift}
-        if reference is not None else None,
+        reference={"mask_l1": reference.mask_l1, "feature_shift": reference.feature_shift,
+                   "blind_spots": blind_spots(reference)} if reference is not None else None,
     )
     if feats is None:
         return det

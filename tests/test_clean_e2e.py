@@ -140,6 +140,8 @@ def test_clean_reads_detection_settings_from_the_settings_file(tmp_path, monkeyp
     assert [s["seed"] for s in doc["detection"]["searches"]] == [0, 1]
     assert doc["detection"]["reference"]["path"] == "release.safetensors"
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())  # nothing written
+    r = CliRunner().invoke(app, ["clean", path.name, "--samples", "s", "--out", "out", "--quiet", "--searches", "1"])
+    assert r.exit_code == ExitCode.OK and "scored against the reference model release.safetensors" in r.stdout
     (tmp_path / ".bdscan.toml").write_text('threshold = "high"\n')
     r = CliRunner().invoke(app, ["clean", path.name, "--samples", "s", "--out", "out", "--quiet"])
     assert r.exit_code == ExitCode.USAGE and "threshold must be a number, not 'high'" in r.output

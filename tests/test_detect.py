@@ -12,7 +12,7 @@ import torch
 
 from bdscan.data import load_samples
 from bdscan.detect import (LOG_SPREAD_FLOOR, Detection, InversionSettings, Reference, Trigger, TriggerMix,
-                           WarpSettings, _warp_trigger, consensus, detect, detect_searches, invert_warps,
+                           WarpSettings, _warp_trigger, blind_spots, consensus, detect, detect_searches, invert_warps,
                            relative_to, warp_anomaly, warp_images, warp_is_suspicious)
 from bdscan.model import Normalized, load_model
 from tests.conftest import EXAMPLES
@@ -225,8 +225,24 @@ def test_a_model_scored_against_itself_has_no_mask_or_feature_anomaly():
     against = detect(model, x, y, 10, seed=1, reference=alone, **FAST)
     assert set(against.anomaly.values()) == {0.0} and set(against.feature_anomaly.values()) == {0.0}
     assert against.mask_l1 == alone.mask_l1  # the suspect's own sizes are still what the report shows
-    assert against.reference == {"mask_l1": alone.mask_l1, "feature_shift": alone.feature_shift}
+    assert against.reference == {"mask_l1": alone.mask_l1, "feature_shift": alone.feature_shift, "blind_spots": {}}
     assert not against.suspected and alone.reference is None
+
+
+def test_the_classes_a_reference_flags_itself_are_its_blind_spots():
+    """A class the reference's own mask (or agreement) score flags is named: against it, a suspect's backdoor toward
+    that class cannot stand out (the model scored against itself: nothing does, though the reference flags it)."""
+    model, x, y = _small_case()
+    probe = detect(model, x, y, 10, seed=1, **FAST)
+    own = {k: max(v, probe.agreement[k]) for k, v in probe.anomaly.items()}
+    top, second = sorted(own.values(), reverse=True)[:2]
+    bar = (top + second) / 2  # a threshold that only the reference's highest class passes
+    alone = detect(model, x, y, 10, seed=1, threshold=bar, **FAST)
+    k = max(own, key=own.get)
+    assert alone.suspected and alone.target == k and blind_spots(alone) == {k: own[k]}
+    against = detect(model, x, y, 10, seed=1, threshold=bar, reference=alone, **FAST)
+    assert not against.suspected and against.reference["blind_spots"] == {k: own[k]}
+    assert blind_spots(detect(model, x, y, 10, seed=1, threshold=top + 1, **FAST)) == {}  # none over the bar
 
 
 def test_reference_searches_run_once_per_seed_and_samples(monkeypatch):

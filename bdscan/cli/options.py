@@ -29,5 +29,6 @@ SearchesOpt = typer.Option(None, "--searches", help="Independent trigger searche
 
 ReferenceOpt = typer.Option(None, "--reference", help="A trusted model of the same task (the last release, one "
                             "trained on vetted data): detection scores each class against how easy the same search "
-                            "finds it there, so classes every model of the task makes easy are not flagged; doubles "
-                            "detection's time (or 'reference' in \\[tool.bdscan]).")
+                            "finds it there, so classes every model of the task makes easy are not flagged; a class "
+                            "the reference itself flags is a blind spot, named in the report; doubles detection's "
+                            "time (or 'reference' in \\[tool.bdscan]).")

@@ -83,6 +83,11 @@ def clean_summary(doc: dict) -> None:
     if doc.get("target_class") is not None:
         lines.append(f"target class {doc['target_class']} ({escape(str(doc.get('target_label')))}), via {doc['mode']}")
     out.print(Panel("\n".join(lines), title=f"bdscan clean: {escape(doc['model']['path'])}", expand=False))
+    from bdscan.report.scan import reference_note
+
+    note = reference_note({"evidence": doc.get("detection")})  # its blind spots too: a "no backdoor" to qualify
+    if note:
+        out.print(escape(note))
     b, a = doc.get("before"), doc.get("after")
     if b and a:
         t = Table("measure", "before", "after")

@@ -108,10 +108,13 @@ def detection_dict(d) -> dict:
 
 
 def _reference(ref: dict) -> dict:
-    """The trusted model detection was scored against, and its own per-class mask sizes and feature shifts."""
-    return {**{k: v for k, v in ref.items() if k not in ("mask_l1", "feature_shift")},
+    """The trusted model detection was scored against, its own per-class mask sizes and feature shifts, and the
+    classes its own score flags."""
+    return {**{k: v for k, v in ref.items() if k not in ("mask_l1", "feature_shift", "blind_spots")},
             "mask_l1": {str(k): round(v, 6) for k, v in ref.get("mask_l1", {}).items()},
-            "feature_shift": {str(k): round(v, 4) for k, v in ref.get("feature_shift", {}).items()}}
+            "feature_shift": {str(k): round(v, 4) for k, v in ref.get("feature_shift", {}).items()},
+            # classes the reference itself flags: a backdoor toward them would not stand out against it
+            "blind_spots": {str(k): round(v, 4) for k, v in ref.get("blind_spots", {}).items()}}
 
 
 def _finite(v: float | None, digits: int = 4) -> float | None:

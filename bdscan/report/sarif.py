@@ -34,7 +34,10 @@ def _location(path: str) -> list[dict]:
 def _reference(m: dict) -> dict:
     """The trusted model a finding was scored against (--reference), where there was one."""
     ref = (m.get("evidence") or {}).get("reference")
-    return {"reference": {"path": ref.get("path"), "sha256": ref.get("sha256")}} if ref else {}
+    if not ref:
+        return {}
+    return {"reference": {"path": ref.get("path"), "sha256": ref.get("sha256"),
+                          "blindSpots": sorted(int(k) for k in ref.get("blind_spots") or {})}}
 
 
 def render_sarif(doc: dict) -> dict:

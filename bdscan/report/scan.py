@@ -65,8 +65,14 @@ def reference_note(m: dict) -> str | None:
     ref = (m.get("evidence") or {}).get("reference")
     if not ref:
         return None
-    return (f"scored against the reference model {ref.get('path')} (sha256 {str(ref.get('sha256', ''))[:16]}…): "
+    note = (f"scored against the reference model {ref.get('path')} (sha256 {str(ref.get('sha256', ''))[:16]}…): "
             "each class's mask size and feature shift over the reference's own")
+    blind = ref.get("blind_spots") or {}
+    if blind:
+        listed = ", ".join(f"{k} ({v:.2f})" for k, v in sorted(blind.items(), key=lambda kv: int(kv[0])))
+        note += (f"; the reference's own search flags class{'es' if len(blind) > 1 else ''} {listed}, so a backdoor toward "
+                 f"{'it' if len(blind) == 1 else 'them'} would not stand out: check the reference")
+    return note
 
 
 def model_notes(m: dict) -> list[tuple[str, str]]:

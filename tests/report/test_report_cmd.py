@@ -87,4 +87,4 @@ def test_sarif_names_the_reference_a_finding_was_scored_against(tmp_path):
     r = invoke("report", saved(tmp_path, doc), "--format", "sarif", "-o", out)
     assert r.exit_code == ExitCode.OK, r.output
     props = json.loads(out.read_text())["runs"][0]["results"][0]["properties"]
-    assert props["reference"] == {"path": "release-1.safetensors", "sha256": "ef" * 32}
+    assert props["reference"] == {"path": "release-1.safetensors", "sha256": "ef" * 32, "blindSpots": []}

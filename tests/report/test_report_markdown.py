@@ -65,5 +65,8 @@ def test_a_reference_model_is_named():
     note = (f"- {code(bad['path'])}: scored against the reference model models/release-1.safetensors (sha256 "
             f"{'ab' * 8}…): each class's mask size and feature shift over the reference's own")
     assert note in render_markdown(doc).splitlines()
+    bad["evidence"]["reference"]["blind_spots"] = {"8": 2.21, "3": 2.5}  # the reference's own flags
+    assert (note + "; the reference's own search flags classes 3 (2.50), 8 (2.21), so a backdoor toward them would "
+            "not stand out: check the reference") in render_markdown(doc).splitlines()
     del bad["evidence"]["reference"]
     assert "reference model" not in render_markdown(doc)
