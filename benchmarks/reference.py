@@ -1,14 +1,18 @@
 """`bdscan scan --reference`: the lab's small CNNs scored against a trusted clean CNN, through the CLI.
 
-    python -m benchmarks.reference [--seeds 0] [--reference NAME] [--held-out-4] [--label L] [MODEL_NAME ...]
+    python -m benchmarks.reference [--seeds 0] [--reference NAME] [--held-out-4] [--label L] [--without]
+                                   [--report-only] [MODEL_NAME ...]
 
-One `bdscan scan` call per seed over every trained small-CNN lab model (so the reference's searches run once per
-call), the bundled clean CNN as the reference unless ``--reference`` names another. ``--held-out-4``: the fourth
-held-out set only (trained after the reference rule was fixed). Per model: the verdict with the reference, and the
-same seed's verdict without one from the scan tables (benchmarks/scan_results*.json), where they have that model.
-Prints one line per model and a summary: backdoored models with the target found, clean models flagged, the worst
-case of each. Reports land in benchmarks/out/reference/ (seed-S[-held-out-4][-L].json); ``--report-only`` prints
-from them without scanning.
+One `bdscan scan` call per seed over every trained small-CNN lab model, or the 28-pixel lab models named (the VGGs
+too), so the reference's searches run once per call; the bundled clean CNN as the reference unless ``--reference``
+names another lab model of the task (a VGG: a reference of another architecture than the suspects'; a backdoored
+one). ``--held-out-4``: the fourth held-out set only (trained after the reference rule was fixed). Per model: the
+verdict with the reference, and the same seed's verdict without one: from the scan tables
+(benchmarks/scan_results*.json), where they have that model, or with ``--without`` from the same call made again
+without ``--reference`` (for models retrained since the tables). Prints one line per model and a summary:
+backdoored models with the target found, clean models flagged, the worst case of each. Reports land in
+benchmarks/out/reference/ (seed-S[-held-out-4][-L].json; the calls without the reference in without/);
+``--report-only`` prints from them without scanning (only models scanned against this reference).
 """
 
 from __future__ import annotations
@@ -51,16 +55,17 @@ def main(argv: list[str]) -> int:
         label, argv = "-" + argv[i + 1], argv[:i] + argv[i + 2:]
     held_out_4 = "--held-out-4" in argv
     report_only = "--report-only" in argv
-    argv = [a for a in argv if a not in ("--held-out-4", "--report-only")]
+    without = "--without" in argv
+    argv = [a for a in argv if a not in ("--held-out-4", "--report-only", "--without")]
     every = SCAN_MODELS + LAB_MODELS + HELD_OUT_MODELS + HELD_OUT_2_MODELS + HELD_OUT_3_MODELS + HELD_OUT_4_MODELS
-    entries = {e.name: e for e in every if e.arch == "bdscan.small_cnn" and e.size == 28}
+    entries = {e.name: e for e in every if e.size == 28}  # the task of the bundled samples: Fashion-MNIST at 28
     unknown = [n for n in argv + [ref_name] if n not in entries]
     if unknown:
-        print(f"unknown small-CNN model(s): {', '.join(unknown)}", file=sys.stderr)
+        print(f"unknown 28-pixel lab model(s): {', '.join(unknown)}", file=sys.stderr)
         return 4
     ref = entries[ref_name]
     held = {e.name for e in HELD_OUT_4_MODELS}
-    wanted = argv or [n for n in entries if (n in held) == held_out_4]
+    wanted = argv or [n for n, e in entries.items() if e.arch == "bdscan.small_cnn" and (n in held) == held_out_4]
     models = []
     for name in wanted:
         e = entries[name]
@@ -73,32 +78,45 @@ def main(argv: list[str]) -> int:
     samples = sample_dirs(ref, None)[0]
     targets = {e.name: load_attack(e.path, load_model(e.path).spec).target if e.attack else None for e in models}
     by_path = {str(e.cli_path): e for e in models}
-    tables = table_runs()
+    tables = {} if without else table_runs()
+    src = "same call" if without else "table"
     out_dir = HERE / "out" / "reference"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "without").mkdir(parents=True, exist_ok=True)
+    scan_args = [*by_path, "--samples", str(samples), "--format", "json", "--quiet", "--no-fail-on-detection"]
     found, missed, clean_ok, clean_flagged = [], [], [], []
     table = []  # the same runs without a reference, where a scan table holds them (scores where with evidence)
     per_seed: dict[str, dict[int, dict]] = {}  # model -> seed -> run, for what --searches would decide
     table_seed: dict[str, dict[int, dict]] = {}  # the same from the scan tables
     for seed in seeds:
-        report = out_dir / f"seed-{seed}{'-held-out-4' if held_out_4 else ''}{label}.json"
+        name = f"seed-{seed}{'-held-out-4' if held_out_4 else ''}{label}.json"
+        report = out_dir / name
         if not report_only:
-            rc, wall, _, err, _ = run_cli(["scan", *by_path, "--samples", str(samples), "--reference",
-                                           str(ref.cli_path), "--seed", str(seed), "--format", "json", "-o",
-                                           str(report), "--quiet", "--no-fail-on-detection"])
+            rc, wall, _, err, _ = run_cli(["scan", *scan_args, "--reference", str(ref.cli_path), "--seed", str(seed),
+                                           "-o", str(report)])
+            if rc == 0 and without:  # the same call without the reference, for the comparison column
+                rc, wall, _, err, _ = run_cli(["scan", *scan_args, "--seed", str(seed), "-o",
+                                               str(out_dir / "without" / name)])
             if rc != 0:
                 print(f"seed {seed}: bdscan scan exit {rc}: {err.strip()[-500:]}", flush=True)
                 return 2
             doc = json.loads(report.read_text())
-        else:  # every report of this seed (and set): a run with --label adds models to it
+        else:  # every report of this seed (and set) against this reference: a run with --label adds models to it
             doc = {"models": []}
             for path in sorted(out_dir.glob(f"seed-{seed}{'-held-out-4' if held_out_4 else ''}*.json")):
                 if held_out_4 or "held-out-4" not in path.name:
-                    doc["models"] += json.loads(path.read_text())["models"]
+                    doc["models"] += [m for m in json.loads(path.read_text())["models"]
+                                      if m["evidence"]["reference"]["path"] == str(ref.cli_path)]
+        if without:
+            tables.update({(by_path[m["path"]].name, seed): {"found": m["target_class"] if m["suspected"] else None,
+                                                             "score": m["score"], "evidence": m["evidence"],
+                                                             "suspected": m["suspected"], "threshold": m["threshold"]}
+                           for m in json.loads((out_dir / "without" / name).read_text())["models"]
+                           if m["path"] in by_path})
+        doc["models"] = [m for m in doc["models"] if m["path"] in by_path]
         print(f"seed {seed}: {len(doc['models'])} models against {ref_name}, "
               f"{sum(m['seconds'] for m in doc['models']):.0f} s of scanning (the first model of each call includes "
               f"the reference's search)", flush=True)
-        for m in (m for m in doc["models"] if m["path"] in by_path):
+        for m in doc["models"]:
             e = by_path[m["path"]]
             t = targets[e.name]
             ev = m["evidence"]
@@ -110,7 +128,7 @@ def main(argv: list[str]) -> int:
             now = f"{m['target_class'] if m['suspected'] else 'none'} ({m['score']:.2f})"
             what = f"{e.attack} -> {t}" if t is not None else "clean"
             tail = f"; target scores {scores[t]:.2f}, rank {rank}" if t is not None else ""
-            print(f"  {e.name:16s} {what:16s} flagged with reference: {now:12s} without (table): {was:12s} "
+            print(f"  {e.name:16s} {what:16s} flagged with reference: {now:12s} without ({src}): {was:12s} "
                   f"{m['seconds']:.1f} s{tail}", flush=True)
             per_seed.setdefault(e.name, {})[seed] = {"suspected": m["suspected"], "threshold": m["threshold"],
                                                      "evidence": ev, "found": m["target_class"],
@@ -141,7 +159,7 @@ def main(argv: list[str]) -> int:
         bad = [(t, f, sc) for t, f, _, sc in table if t is not None]
         scored = [sc[str(t)] for t, _, sc in bad if sc is not None]
         clean = [(f, score) for t, f, score, _ in table if t is None]
-        print(f"the same runs without a reference (scan tables, {len(table)} runs): target found "
+        print(f"the same runs without a reference ({src}, {len(table)} runs): target found "
               f"{sum(f == t for t, f, _ in bad)} of {len(bad)} runs"
               + (f", lowest target score {min(scored):.2f}, mean {sum(scored) / len(scored):.2f} ({len(scored)} "
                  f"runs with evidence)" if scored else "")
