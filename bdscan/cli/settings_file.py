@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from bdscan.errors import UsageError
+from bdscan.report.formats import OutputFormat
 
+FORMATS = [f.value for f in OutputFormat]
 
 
 def _number(v) -> bool:
@@ -25,7 +27,7 @@ KINDS = {
     "arch": (_text, "an architecture name"),
     "device": (_text, "a device name (auto, cpu, cuda, cuda:N)"),
     "layers": (_text, "'late', 'all' or comma-separated layer names"),
-    "format": (lambda v: v in ("text", "json", "markdown", "html", "sarif"), "one of text, json, markdown, html, sarif"),
+    "format": (lambda v: v in FORMATS, f"one of {', '.join(FORMATS)}"),
     "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "a whole number of at least 0"),
     "searches": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "a whole number of at least 1"),
     "threshold": (_number, "a number"),

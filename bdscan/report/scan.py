@@ -70,8 +70,9 @@ def reference_note(m: dict) -> str | None:
     blind = ref.get("blind_spots") or {}
     if blind:
         listed = ", ".join(f"{k} ({v:.2f})" for k, v in sorted(blind.items(), key=lambda kv: int(kv[0])))
-        note += (f"; the reference's own search flags class{'es' if len(blind) > 1 else ''} {listed}, so a backdoor toward "
-                 f"{'it' if len(blind) == 1 else 'them'} would not stand out: check the reference")
+        many = len(blind) > 1
+        note += (f"; the reference's own search flags class{'es' if many else ''} {listed}, so a backdoor toward "
+                 f"{'them' if many else 'it'} would not stand out: check the reference")
     return note
 
 
