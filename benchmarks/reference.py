@@ -107,9 +107,7 @@ def main(argv: list[str]) -> int:
                     doc["models"] += [m for m in json.loads(path.read_text())["models"]
                                       if m["evidence"]["reference"]["path"] == str(ref.cli_path)]
         if without:
-            tables.update({(by_path[m["path"]].name, seed): {"found": m["target_class"] if m["suspected"] else None,
-                                                             "score": m["score"], "evidence": m["evidence"],
-                                                             "suspected": m["suspected"], "threshold": m["threshold"]}
+            tables.update({(by_path[m["path"]].name, seed): _run(m)
                            for m in json.loads((out_dir / "without" / name).read_text())["models"]
                            if m["path"] in by_path})
         doc["models"] = [m for m in doc["models"] if m["path"] in by_path]
@@ -130,9 +128,7 @@ def main(argv: list[str]) -> int:
             tail = f"; target scores {scores[t]:.2f}, rank {rank}" if t is not None else ""
             print(f"  {e.name:16s} {what:16s} flagged with reference: {now:12s} without ({src}): {was:12s} "
                   f"{m['seconds']:.1f} s{tail}", flush=True)
-            per_seed.setdefault(e.name, {})[seed] = {"suspected": m["suspected"], "threshold": m["threshold"],
-                                                     "evidence": ev, "found": m["target_class"],
-                                                     "score": m["score"]}
+            per_seed.setdefault(e.name, {})[seed] = _run(m)
             row = (e.name, seed, m["score"], scores.get(t) if t is not None else None)
             if t is None:
                 (clean_flagged if m["suspected"] else clean_ok).append(row)
@@ -159,7 +155,8 @@ def main(argv: list[str]) -> int:
         bad = [(t, f, sc) for t, f, _, sc in table if t is not None]
         scored = [sc[str(t)] for t, _, sc in bad if sc is not None]
         clean = [(f, score) for t, f, score, _ in table if t is None]
-        print(f"the same runs without a reference ({src}, {len(table)} runs): target found "
+        print(f"the same runs without a reference ({'same call' if without else 'scan tables'}, {len(table)} runs): "
+              f"target found "
               f"{sum(f == t for t, f, _ in bad)} of {len(bad)} runs"
               + (f", lowest target score {min(scored):.2f}, mean {sum(scored) / len(scored):.2f} ({len(scored)} "
                  f"runs with evidence)" if scored else "")
@@ -169,6 +166,13 @@ def main(argv: list[str]) -> int:
         if len(seeds) > 1:
             _searches(table_seed, targets, seeds, "without a reference")
     return 0
+
+
+def _run(m: dict) -> dict:
+    """A scan report's model entry as a run of the scan tables (what the summaries and consensus_verdict read; a
+    report's target_class is null where nothing was flagged, as a table's found)."""
+    return {"suspected": m["suspected"], "threshold": m["threshold"], "evidence": m["evidence"],
+            "found": m["target_class"], "score": m["score"]}
 
 
 def _searches(per_seed: dict, targets: dict, seeds: list[int], how: str) -> None:
