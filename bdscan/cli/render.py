@@ -83,10 +83,9 @@ def clean_summary(doc: dict) -> None:
     if doc.get("target_class") is not None:
         lines.append(f"target class {doc['target_class']} ({escape(str(doc.get('target_label')))}), via {doc['mode']}")
     out.print(Panel("\n".join(lines), title=f"bdscan clean: {escape(doc['model']['path'])}", expand=False))
-    from bdscan.report.scan import reference_note
+    from bdscan.report.scan import detection_notes
 
-    note = reference_note({"evidence": doc.get("detection")})  # its blind spots too: a "no backdoor" to qualify
-    if note:
+    for _, note in detection_notes(doc.get("detection")):  # reference and blind spots: a "no backdoor" to qualify
         out.print(escape(note))
     b, a = doc.get("before"), doc.get("after")
     if b and a:

@@ -7,7 +7,7 @@ import re
 
 from bdscan.report import plots
 from bdscan.report.markdown import pct, samples_text
-from bdscan.report.scan import accepted_reason, failing, model_notes, verdict
+from bdscan.report.scan import accepted_reason, detection_notes, failing, model_notes, verdict
 
 CSS = """:root{--ok:#1a7f37;--okbg:#dafbe1;--bad:#cf222e;--badbg:#ffebe9;--muted:#57606a;--line:#d0d7de}
 *{box-sizing:border-box}body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1000px;
@@ -124,6 +124,7 @@ def _clean_body(doc: dict) -> list[str]:
         out.append("<h2>Detection</h2>")
         out.append(_anomaly(d, d.get("threshold") or 0, d.get("target_class"), _labels(doc), d.get("score"),
                             "chart-anomaly"))
+        out += [f'<p id="{kind}">{e(note)}.</p>' for kind, note in detection_notes(d)]
     if doc.get("timings"):
         out.append("<h2>Time</h2>")
         out.append(_chart(plots.timings(doc["timings"]), "chart-timings", f"Total {_secs(doc['timings'])}."))

@@ -58,6 +58,8 @@ def _secs(t: dict) -> str:
 
 
 def _clean_md(doc: dict) -> str:
+    from bdscan.report.scan import detection_notes
+
     m = doc.get("model") or {}
     verdict = VERDICT_LINE.get(doc.get("verdict"), str(doc.get("verdict")))
     lines = [f"## bdscan clean: {code(m.get('path'))}", "", verdict, ""]
@@ -79,6 +81,7 @@ def _clean_md(doc: dict) -> str:
     d = doc.get("detection")
     if d and doc.get("verdict") == "no_backdoor_found" and "score" in d:
         facts.append(f"Anomaly score {d['score']:.2f} ≤ threshold {d['threshold']:g}")
+    facts += [f"{kind.capitalize()}: {note}" for kind, note in detection_notes(d)]
     e = doc.get("edit")
     if e:
         layers = ", ".join(f"{code(k)} {v}" for k, v in (e.get("units_per_layer") or {}).items() if v)

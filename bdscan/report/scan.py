@@ -82,6 +82,12 @@ def model_notes(m: dict) -> list[tuple[str, str]]:
     return [(kind, text) for kind, text in notes if text]
 
 
+def detection_notes(detection: dict | None) -> list[tuple[str, str]]:
+    """model_notes for clean's report, whose `detection` is a scan entry's evidence."""
+    d = detection or {}
+    return model_notes({"evidence": d, "suspected": d.get("suspected")})
+
+
 def failing(doc: dict) -> int:
     """How many models the gate fails on: suspected and not accepted."""
     s = doc.get("summary") or {}

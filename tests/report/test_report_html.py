@@ -135,3 +135,15 @@ def test_scan_report_names_the_reference_model():
     page = render_html(doc)
     assert '<p id="reference-0">scored against the reference model &lt;b&gt;ref&lt;/b&gt;.safetensors' in page
     assert 'id="reference-1"' not in page
+
+
+def test_clean_report_names_the_reference_and_its_blind_spots():
+    doc = make_bare_clean_doc()
+    doc["detection"]["reference"] = {"path": "<i>r</i>.safetensors", "sha256": "cd" * 32, "blind_spots": {"3": 2.65}}
+    page = render_html(doc)
+    assert_self_contained(page)
+    note = re.search(r'<p id="reference">([^<]*)</p>', page).group(1)
+    assert note.startswith("scored against the reference model &lt;i&gt;r&lt;/i&gt;.safetensors")
+    assert note.endswith("flags class 3 (2.65), so a backdoor toward it would not stand out: check the reference.")
+    assert page.index('id="chart-anomaly"') < page.index('id="reference"')  # in the detection section
+    assert 'id="reference"' not in render_html(make_bare_clean_doc())

@@ -70,3 +70,18 @@ def test_a_reference_model_is_named():
             "not stand out: check the reference") in render_markdown(doc).splitlines()
     del bad["evidence"]["reference"]
     assert "reference model" not in render_markdown(doc)
+
+
+def test_clean_report_names_the_reference_its_blind_spots_and_flagging_searches():
+    """clean's detection against a reference, with searches that flagged short of a verdict: both qualify its
+    "no backdoor found", as in scan's report."""
+    doc = make_bare_clean_doc()
+    doc["detection"]["reference"] = {"path": "release.safetensors", "sha256": "ab" * 32, "blind_spots": {"3": 2.65}}
+    doc["detection"]["searches"] = [{"seed": 0, "suspected": True, "target_class": 8, "score": 2.2},
+                                    {"seed": 1, "suspected": False, "target_class": None, "score": 1.2}]
+    lines = render_markdown(doc).splitlines()
+    assert (f"- Reference: scored against the reference model release.safetensors (sha256 {'ab' * 8}…): each "
+            "class's mask size and feature shift over the reference's own; the reference's own search flags class "
+            "3 (2.65), so a backdoor toward it would not stand out: check the reference") in lines
+    assert "- Searches: 1 of 2 trigger searches flagged class 8; a verdict needs all 2" in lines
+    assert "reference" not in render_markdown(make_bare_clean_doc())
