@@ -35,7 +35,7 @@ def clean_cmd(
     no_repair: bool = typer.Option(False, "--no-repair", help="Keep the edit alone, skip the repair fine-tune."),
     epochs: int = typer.Option(10, "--epochs", min=0, help="Repair epochs (the best epoch is kept)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N; auto picks CUDA when present."),
-    seed: int = typer.Option(0, "--seed", help="Seed: CPU runs with one seed give identical outputs."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed: CPU runs with one seed give identical outputs."),
     searches: Optional[int] = SearchesOpt,
     reference: Optional[Path] = ReferenceOpt,
     arch: Optional[str] = ArchOpt,

@@ -48,7 +48,7 @@ def scan_cmd(
     save_triggers: Optional[Path] = typer.Option(None, "--save-triggers", help="Folder for the synthesised "
                                                  "mask and pattern of each suspected model (PNG)."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N \\[default: auto]."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for the trigger search \\[default: 0]."),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, help="Seed for the trigger search \\[default: 0]."),
     searches: Optional[int] = SearchesOpt,
     reference: Optional[Path] = ReferenceOpt,
     arch: Optional[str] = ArchOpt,

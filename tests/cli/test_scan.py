@@ -96,6 +96,9 @@ def test_usage_errors(tmp_path, cnn_file):
     assert r.exit_code == ExitCode.USAGE
     r = invoke("scan", cnn_file[0], "--samples", tmp_path, "--format", "pdf")
     assert r.exit_code == ExitCode.USAGE
+    for cmd in ("scan", "clean"):  # as the settings file's seed: a negative one is refused, not wrapped
+        r = invoke(cmd, cnn_file[0], "--samples", tmp_path, "--seed", "-1")
+        assert r.exit_code == ExitCode.USAGE and "--seed" in r.output, r.output
 
 
 def test_settings_file_gives_defaults_and_flags_win(tmp_path, monkeypatch):
