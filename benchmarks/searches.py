@@ -21,13 +21,15 @@ import json
 import sys
 
 from bdscan.report.plots import scored_by_class
-from benchmarks.zoo import HELD_OUT_2_MODELS, HELD_OUT_3_MODELS, HELD_OUT_MODELS, HERE, LAB_MODELS, SCAN_MODELS
+from benchmarks.zoo import (HELD_OUT_2_MODELS, HELD_OUT_3_MODELS, HELD_OUT_4_MODELS, HELD_OUT_MODELS, HERE, LAB_MODELS,
+                            SCAN_MODELS)
 
 TABLES = [
     ("scan_results.json", [("settings tuned on", SCAN_MODELS), ("added later", LAB_MODELS),
                            ("first held-out set", HELD_OUT_MODELS)]),
     ("scan_results_held_out_2.json", [("second held-out set", HELD_OUT_2_MODELS)]),
     ("scan_results_held_out_3.json", [("third held-out set", HELD_OUT_3_MODELS)]),
+    ("scan_results_held_out_4.json", [("fourth held-out set", HELD_OUT_4_MODELS)]),
 ]
 
 
