@@ -14,6 +14,9 @@ every class's images), so it is scored only together with the mask size (their a
 not scored: a data-free signal (maximum attainable logit margin per class, MM-BD), which flagged clean models,
 and the activation excess: how much of that same layer's input, for images carrying the trigger that scored,
 lies outside the range the clean samples reach (a backdoor drives units clean inputs leave dormant).
+A class over the threshold is not flagged when its trigger carries to small models trained on the clean samples
+alone (``carry``): a trigger that raises its class there too draws what the samples teach of the class, a natural
+route; a backdoor's trigger is a shortcut only the suspect learned.
 Given a trusted model of the same task (``Reference``), mask sizes and feature shifts are scored as ratios to its
 own, class by class: classes natural features make easy in every model of the task (Bag on Fashion-MNIST) are as
 easy in the reference, so only what the suspect adds stands out.
@@ -375,6 +378,78 @@ def activation_excess(clean: torch.Tensor, triggered: dict[int, torch.Tensor], n
     return out
 
 
+@dataclass(frozen=True)
+class CarrySettings:
+    """Proxy models trained on the clean samples alone, on which a flagged class's trigger is tried: a trigger that
+    raises its class there too draws what the samples teach of the class (Bag on Fashion-MNIST: a few lit pixels
+    at the edge), not a shortcut only the suspect learned."""
+    proxies: int = 4
+    steps: int = 200
+    batch: int = 64
+    lr: float = 2e-3
+    shift: int = 2  # pixels: random shifts while training, so that a few samples teach more than themselves
+    size: int = 32  # proxies see images at most this many pixels a side: the cost stays that of a small CNN
+    bar: float = 2.0  # nats over the median class: a trigger that carries this much more is a natural route
+
+
+def _proxy_input(x: torch.Tensor, size: int) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    if max(h, w) <= size:
+        return x
+    scale = size / max(h, w)
+    return F.interpolate(x, size=(max(1, round(h * scale)), max(1, round(w * scale))), mode="area")
+
+
+def train_proxies(x: torch.Tensor, y: torch.Tensor, num_classes: int, settings: CarrySettings = CarrySettings(),
+                  observer: Observer = NULL_OBSERVER) -> list[nn.Module]:
+    """``settings.proxies`` small CNNs trained from scratch on the samples (seeds 0, 1, ...; the global RNG is left
+    as it was)."""
+    from bdscan.model.builtin import SmallCNN
+
+    xs, y = _proxy_input(x, settings.size), y.to(x.device)
+    out = []
+    observer.start("proxies", f"proxy models ({settings.proxies}) trained on the samples",
+                   settings.proxies * settings.steps)
+    try:
+        for i in range(settings.proxies):
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(i)
+                m = SmallCNN(num_classes, in_channels=x.shape[1]).to(x.device)
+            g = torch.Generator().manual_seed(i)
+            opt = torch.optim.Adam(m.parameters(), lr=settings.lr, weight_decay=1e-4)
+            m.train()
+            with torch.enable_grad():
+                for _ in range(settings.steps):
+                    idx = torch.randint(0, len(xs), (settings.batch,), generator=g).to(x.device)
+                    dx, dy = torch.randint(-settings.shift, settings.shift + 1, (2,), generator=g).tolist()
+                    loss = F.cross_entropy(m(torch.roll(xs[idx], (dy, dx), (2, 3))), y[idx])
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    observer.advance("proxies")
+            out.append(m.eval())
+    finally:
+        observer.finish("proxies")
+    return out
+
+
+def carry(proxies: list[nn.Module], x: torch.Tensor, y: torch.Tensor, triggers: dict[int, Trigger],
+          size: int = CarrySettings.size) -> torch.Tensor:
+    """Per class k (in ``sorted(triggers)``): how much k's trigger raises k's log-probability in the proxy models,
+    on other classes' images (nats, mean over images and proxies), less the median class's."""
+    raw = torch.zeros(len(triggers))
+    with torch.no_grad():
+        clean = [m(_proxy_input(x, size)).log_softmax(1) for m in proxies]
+        for i, k in enumerate(sorted(triggers)):
+            others = y != k
+            if not bool(others.any()):
+                continue
+            marked = _proxy_input(triggers[k].apply(x[others]), size)
+            for m, lp in zip(proxies, clean):
+                raw[i] += float((m(marked).log_softmax(1)[:, k] - lp[others, k]).mean()) / len(proxies)
+    return raw - raw.median()
+
+
 def mad_anomaly(values: torch.Tensor, small_side: bool = True, min_spread: float = 0.0) -> torch.Tensor:
     """Anomaly index per entry: distance from the median in units of 1.4826 * MAD (one-sided).
 
@@ -447,11 +522,19 @@ class Detection:
     feature_shift: dict[int, float] = field(default_factory=dict)  # raw, before the anomaly index
     # what mask sizes and feature shifts were scored against (--reference): the trusted model's own, per class
     reference: dict | None = None
+    # per class, how far its trigger carries to models trained on the samples alone (CarrySettings), when a class
+    # passed the threshold; and the classes over the threshold not flagged for it (natural routes), with their scores
+    carry: dict[int, float] = field(default_factory=dict)
+    natural: dict[int, float] = field(default_factory=dict)
 
     def class_scores(self) -> dict[int, float]:
         """Each class's score: the largest of the scored signals (mask anomaly, warp anomaly, agreement)."""
         return {k: max(v, self.warp_anomaly.get(k, -math.inf), self.agreement.get(k, -math.inf))
                 for k, v in self.anomaly.items()}
+
+    def flag_scores(self) -> dict[int, float]:
+        """class_scores, less the natural routes: what a flag is decided on."""
+        return {k: (-math.inf if k in self.natural else v) for k, v in self.class_scores().items()}
 
     def shown_trigger(self, k: int) -> Trigger:
         """The trigger that scored for ``k``: the warp when its anomaly is the larger (agreement is the mask's)."""
@@ -484,6 +567,7 @@ def detect(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int, *, threshold: float = 2.0,
     settings: InversionSettings = InversionSettings(), warp: WarpSettings | None = WarpSettings(), seed: int = 0,
     observer: Observer = NULL_OBSERVER, reference: Detection | None = None,
+    carry_settings: CarrySettings | None = CarrySettings(),
 ) -> Detection:
     """``reference``: a trusted model's detection on the same samples and seed; mask sizes and feature shifts are
     then scored as ratios to its own, class by class (warps need no reference: no clean model's class is reachable
@@ -512,8 +596,20 @@ def detect(
     # the margin statistic flagged clean models in our measurements: it is reported as evidence, not scored
     agree = agreement(nc, fa)
     combined = torch.maximum(torch.maximum(nc, wa), agree)
-    k = int(torch.argmax(combined))
-    score = float(combined[k])
+    carried, natural = {}, {}
+    if carry_settings is not None and bool((combined > threshold).any()):
+        # the trigger that scored per class (a warp where its anomaly is the larger), tried on proxy models
+        shown = {c: warps[c] if c in warps and float(wa[i]) > max(float(nc[i]), float(agree[i])) else triggers[c]
+                 for i, c in enumerate(classes)}
+        dev = next(model.parameters()).device
+        proxies = train_proxies(x.to(dev), y.to(dev), num_classes, carry_settings, observer)
+        cv = carry(proxies, x.to(dev), y.to(dev), shown, carry_settings.size)
+        carried = {c: float(cv[i]) for i, c in enumerate(classes)}
+        natural = {c: float(combined[i]) for i, c in enumerate(classes)
+                   if float(combined[i]) > threshold and carried[c] > carry_settings.bar}
+    flaggable = torch.tensor([-math.inf if c in natural else float(combined[i]) for i, c in enumerate(classes)])
+    k = int(torch.argmax(flaggable))
+    score = float(flaggable[k])
     suspected = score > threshold
     det = Detection(
         suspected, k if suspected else None, score,
@@ -524,6 +620,7 @@ def detect(
         feature_shift={c: float(shift[i]) for i, c in enumerate(classes)} if shift is not None else {},
         reference={"mask_l1": reference.mask_l1, "feature_shift": reference.feature_shift,
                    "blind_spots": blind_spots(reference)} if reference is not None else None,
+        carry=carried, natural=natural,
     )
     if feats is None:
         return det
@@ -546,7 +643,7 @@ def consensus(runs: dict[int, Detection]) -> Detection:
     class scored lowest; ``searches`` lists each search's own verdict."""
     if len(runs) == 1:
         return next(iter(runs.values()))
-    scores = {seed: r.class_scores() for seed, r in runs.items()}
+    scores = {seed: r.flag_scores() for seed, r in runs.items()}
     first = next(iter(runs.values()))
     lowest = {k: min(s[k] for s in scores.values()) for k in first.anomaly}
     k = max(lowest, key=lowest.get)

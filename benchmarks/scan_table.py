@@ -1,6 +1,6 @@
 """Issue 5 measure: `bdscan scan` on backdoored and clean lab models.
 
-    python -m benchmarks.scan_table [--seeds 0,1,2] [--held-out-2 | --held-out-3 | --held-out-4] [MODEL_NAME ...]
+    python -m benchmarks.scan_table [--seeds 0,1,2] [--held-out-2 | ... | --held-out-5] [MODEL_NAME ...]
 
 For each model of benchmarks.zoo.SCAN_MODELS, then LAB_MODELS, then HELD_OUT_MODELS (trained once into
 benchmarks/cache/), runs the real CLI,
@@ -18,8 +18,10 @@ reports) into SCAN_RESULTS_HELD_OUT_2.md and scan_results_held_out_2.json, a tab
 rows read their evidence (target ranks, unscored signals) from reports no longer on disk. Rows now keep their
 report's evidence, so a table can be rebuilt (``--report-only``) without benchmarks/out/. ``--held-out-3`` does the
 same for HELD_OUT_3_MODELS, trained after `scan --searches` was chosen, and ``--held-out-4`` for HELD_OUT_4_MODELS,
-trained after `scan --reference` was written (its verdicts: benchmarks/reference.py). Held-out tables also say what `--searches 3`
-would have decided on their runs (benchmarks/searches.py).
+trained after `scan --reference` was written (its verdicts: benchmarks/reference.py), and ``--held-out-5`` for
+HELD_OUT_5_MODELS, trained after the carry rule was chosen (a class over the threshold whose trigger carries to proxy
+models trained on the samples alone is not flagged): its table says what each run would have decided without the
+rule. Held-out tables also say what `--searches 3` would have decided on their runs (benchmarks/searches.py).
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ import torch
 from bdscan.report.plots import scored_by_class
 from benchmarks.common import machine, run_cli, sample_dirs, take_seeds, write_json
 from benchmarks.searches import line as searches_line
-from benchmarks.zoo import (HELD_OUT_2_MODELS, HELD_OUT_3_MODELS, HELD_OUT_4_MODELS, HELD_OUT_MODELS, HERE,
-                            LAB_MODELS, SCAN_MODELS, make)
+from benchmarks.zoo import (HELD_OUT_2_MODELS, HELD_OUT_3_MODELS, HELD_OUT_4_MODELS, HELD_OUT_5_MODELS,
+                            HELD_OUT_MODELS, HERE, LAB_MODELS, SCAN_MODELS, make)
 
 ALL = SCAN_MODELS + LAB_MODELS + HELD_OUT_MODELS
 
@@ -50,9 +52,10 @@ EXCESS_BAR = 0.018
 def main(argv: list[str]) -> int:
     torch.set_num_threads(2)
     seeds, argv = take_seeds(argv)
-    held_out = next((n for n in (2, 3, 4) if f"--held-out-{n}" in argv), None)
-    argv = [a for a in argv if a not in ("--held-out-2", "--held-out-3", "--held-out-4")]
-    models = {None: ALL, 2: HELD_OUT_2_MODELS, 3: HELD_OUT_3_MODELS, 4: HELD_OUT_4_MODELS}[held_out]
+    held_out = next((n for n in (2, 3, 4, 5) if f"--held-out-{n}" in argv), None)
+    argv = [a for a in argv if a not in ("--held-out-2", "--held-out-3", "--held-out-4", "--held-out-5")]
+    models = {None: ALL, 2: HELD_OUT_2_MODELS, 3: HELD_OUT_3_MODELS, 4: HELD_OUT_4_MODELS,
+              5: HELD_OUT_5_MODELS}[held_out]
     stem = f"_held_out_{held_out}" if held_out else ""
     wanted = set(argv)
     old = HERE / f"scan_results{stem}.json"
@@ -100,8 +103,9 @@ def main(argv: list[str]) -> int:
     if filled:
         write_json(old, rows)
     title = {None: "on lab models", 2: "on the second held-out set of lab models",
-             3: "on the third held-out set of lab models", 4: "on the fourth held-out set of lab models"}[held_out]
-    extra = {None: "", 2: "\n" + _both_held_out(rows), 3: "", 4: ""}[held_out]
+             3: "on the third held-out set of lab models", 4: "on the fourth held-out set of lab models",
+             5: "on the fifth held-out set of lab models"}[held_out]
+    extra = {None: "", 2: "\n" + _both_held_out(rows), 3: "", 4: "", 5: "\n" + _without_carry(rows)}[held_out]
     if held_out:
         extra += f"\n- Had each model been scanned once {searches_line(rows)}."
     md = "\n".join([f"# `bdscan scan` {title} (issue 5)", "", f"Machine: {machine()}.", "",
@@ -117,6 +121,31 @@ def main(argv: list[str]) -> int:
     (HERE / f"SCAN_RESULTS{stem.upper()}.md").write_text(md)
     print(md)
     return 0
+
+
+def _without_carry(rows) -> str:
+    """What each run would have decided without the carry rule (its classes' raw scores), and the classes it left
+    unflagged as natural routes, with their carry."""
+    lines, changed, natural_runs = [], 0, 0
+    for r in rows:
+        ev = r.get("evidence") or {}
+        if r.get("suspected") is None or not ev:
+            continue
+        raw = {int(k): v for k, v in scored_by_class(ev).items()}
+        k = max(raw, key=raw.get)
+        before = k if raw[k] > r["threshold"] else None
+        if before != r["found"]:
+            changed += 1
+        natural = ev.get("natural") or {}
+        if natural:
+            natural_runs += 1
+            listed = ", ".join(f"{c} ({v:.2f}, carry {ev['carry'][c]:+.2f} nats)" for c, v in natural.items())
+            lines.append(f"  - {r['model']} seed {r.get('seed', 0)}: not flagged as natural: {listed}; without the "
+                         f"rule flagged {'—' if before is None else before}, with it "
+                         f"{'—' if r['found'] is None else r['found']}")
+    head = (f"- The carry rule left a class over the threshold unflagged in {natural_runs} run(s) and changed the "
+            f"verdict of {changed}:")
+    return "\n".join([head, *lines])
 
 
 def _table(rows) -> str:

@@ -40,7 +40,7 @@ def consensus_verdict(runs: list[dict]) -> tuple[int | None, float | None] | Non
         return None
     threshold = runs[0]["threshold"]
     if all("evidence" in r for r in runs):
-        scores = [scored_by_class(r["evidence"]) for r in runs]
+        scores = [scored_by_class(r["evidence"], flaggable=True) for r in runs]
         lowest = {k: min(s[k] for s in scores) for k in scores[0]}
         k = max(lowest, key=lowest.get)
         return (int(k) if lowest[k] > threshold else None), lowest[k]

@@ -1,19 +1,21 @@
 """Trigger families of detect.py: the warp and its pictures, mixed forget-set triggers, the warp rule, what
 the warp search finds on the bundled clean model (the property the warp rule rests on), the feature shift and
-the agreement rule that scores it together with the mask anomaly, the activation excess (evidence), several searches
-and scoring against a trusted reference model."""
+the agreement rule that scores it together with the mask anomaly, the activation excess (evidence), several searches,
+scoring against a trusted reference model, and the carry of a trigger to proxy models trained on the samples."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 
 from bdscan.data import load_samples
-from bdscan.detect import (LOG_SPREAD_FLOOR, Detection, InversionSettings, Reference, Trigger, TriggerMix,
-                           WarpSettings, _warp_trigger, blind_spots, consensus, detect, detect_searches, invert_warps,
-                           relative_to, warp_anomaly, warp_images, warp_is_suspicious)
+from bdscan.detect import (LOG_SPREAD_FLOOR, CarrySettings, Detection, InversionSettings, Reference, Trigger,
+                           TriggerMix, WarpSettings, _warp_trigger, blind_spots, carry, consensus, detect,
+                           detect_searches, invert_warps, relative_to, train_proxies, warp_anomaly, warp_images,
+                           warp_is_suspicious)
 from bdscan.model import Normalized, load_model
 from tests.conftest import EXAMPLES
 
@@ -187,7 +189,7 @@ def test_detect_searches_is_consensus_of_detect_at_consecutive_seeds():
     s = load_samples(EXAMPLES / "samples", loaded.spec, min_per_class=2)
     model = Normalized(loaded.module, loaded.spec).eval()
     x, y = s.x[::5], s.y[::5]  # two images per class: the combining is under test, not the search
-    fast = dict(settings=InversionSettings(steps=20, batch=2), warp=None)
+    fast = dict(settings=InversionSettings(steps=20, batch=2), warp=None, carry_settings=None)
     both = detect_searches(model, x, y, 10, searches=2, seed=3, **fast)
     alone = {seed: detect(model, x, y, 10, seed=seed, **fast) for seed in (3, 4)}
     expect = consensus(alone)
@@ -213,7 +215,7 @@ def _small_case():
     return Normalized(loaded.module, loaded.spec).eval(), s.x[::5], s.y[::5]
 
 
-FAST = dict(settings=InversionSettings(steps=20, batch=2), warp=None)
+FAST = dict(settings=InversionSettings(steps=20, batch=2), warp=None, carry_settings=None)
 
 
 def test_a_model_scored_against_itself_has_no_mask_or_feature_anomaly():
@@ -262,3 +264,52 @@ def test_reference_searches_run_once_per_seed_and_samples(monkeypatch):
     detect_searches(model, x.flip(0), y.flip(0), 10, searches=1, seed=4, reference=ref, **FAST)  # other samples
     assert [seed for m, seed in calls if m is other] == [4, 5, 4]
     assert first.reference["path"] == "clean-cnn.safetensors" and set(first.reference["mask_l1"]) == set(range(10))
+
+
+def test_a_trigger_that_draws_the_class_carries_to_proxy_models_and_a_patch_does_not():
+    """Proxy models trained on the clean samples alone: the mean Bag image pasted over other classes' images raises
+    Bag there by far more than the median class's trigger does; a corner patch, a shortcut they never learned,
+    raises nothing. Images are restored: the global RNG is left as it was."""
+    loaded = load_model(EXAMPLES / "models" / "clean-cnn.safetensors")
+    s = load_samples(EXAMPLES / "samples", loaded.spec, min_per_class=2)
+    patch = torch.zeros(1, 28, 28)
+    patch[:, -4:-1, -4:-1] = 1.0
+    triggers = {k: Trigger(k, patch, torch.ones(1, 28, 28), float(patch.mean()), 1.0) for k in range(10)}
+    triggers[8] = Trigger(8, torch.ones(1, 28, 28), s.of_class(8).x.mean(0), 1.0, 1.0)
+    state = torch.random.get_rng_state()
+    settings = CarrySettings(proxies=2, steps=150)
+    proxies = train_proxies(s.x, s.y, 10, settings)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    c = carry(proxies, s.x, s.y, triggers)
+    assert float(c[8]) > 2 * settings.bar
+    assert float(c.median()) == 0.0 and all(abs(float(c[k])) < settings.bar for k in range(8))
+
+
+def test_a_class_whose_trigger_carries_is_not_flagged():
+    """A class over the threshold is flagged unless its trigger carries to the proxy models by more than the bar;
+    the carry is only taken when some class passes the threshold, and a flag is decided on the rest."""
+    model, x, y = _small_case()
+    fast = {**FAST, "carry_settings": None}
+    probe = detect(model, x, y, 10, seed=1, **fast)
+    top, second = sorted(probe.class_scores().values(), reverse=True)[:2]
+    bar = (top + second) / 2  # only the top class passes
+    k = max(probe.class_scores(), key=probe.class_scores().get)
+    quick = dict(proxies=1, steps=20)
+    kept = detect(model, x, y, 10, seed=1, threshold=bar, **{**fast, "carry_settings": CarrySettings(bar=math.inf,
+                                                                                                       **quick)})
+    assert kept.suspected and kept.target == k and kept.natural == {} and set(kept.carry) == set(range(10))
+    dropped = detect(model, x, y, 10, seed=1, threshold=bar, **{**fast, "carry_settings": CarrySettings(
+        bar=-math.inf, **quick)})
+    assert not dropped.suspected and dropped.natural == {k: pytest.approx(top)} and dropped.score == pytest.approx(
+        second)
+    assert dropped.class_scores() == kept.class_scores()  # scores are reported as they are
+    none = detect(model, x, y, 10, seed=1, threshold=top + 1, **{**fast, "carry_settings": CarrySettings(**quick)})
+    assert none.carry == {} and none.natural == {}  # nothing passed: no proxies trained
+
+
+def test_consensus_leaves_out_a_class_natural_in_any_search():
+    runs = {0: _detection({0: 2.5, 8: 2.6}), 1: _detection({0: 2.3, 8: 2.9})}
+    assert consensus(runs).target == 8
+    runs[1] = replace(runs[1], natural={8: 2.9})  # its trigger carried in the second search
+    d = consensus(runs)
+    assert d.suspected and d.target == 0 and d.score == pytest.approx(2.3)

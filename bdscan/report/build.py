@@ -102,6 +102,9 @@ def detection_dict(d) -> dict:
         "warp_displacement_px": {str(k): _finite(t.displacement) for k, t in d.warps.items()},
         "feature_shift": {str(k): round(v, 4) for k, v in d.feature_shift.items()},
         "seconds": round(d.seconds, 3),
+        # nats over the median class, when a class passed the threshold; natural: those passed and not flagged
+        **({"carry": {str(k): round(v, 4) for k, v in d.carry.items()},
+            "natural": {str(k): round(v, 4) for k, v in d.natural.items()}} if d.carry else {}),
         **({"searches": d.searches} if d.searches else {}),
         **({"reference": _reference(d.reference)} if d.reference else {}),
     }

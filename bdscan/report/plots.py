@@ -7,6 +7,7 @@ import math
 import re
 
 BEFORE, AFTER, BAD, MUTED = "#9aa5b1", "#1f6feb", "#cf222e", "#57606a"
+NATURAL = "#d4a72c"  # a class over the threshold whose trigger carries to proxy models: not flagged
 RC = {
     "svg.fonttype": "none",  # text stays text: smaller files, selectable and searchable in the page
     "svg.hashsalt": "bdscan",  # stable ids, so one report renders to the same bytes
@@ -190,10 +191,13 @@ def repair_history(history: list[dict], best_epoch: int | None) -> str:
 SCORED = ("anomaly_index", "warp_anomaly", "agreement_anomaly")
 
 
-def scored_by_class(evidence: dict) -> dict[str, float]:
-    """Each class's score from a report's detection evidence: the largest of the scored signals it carries."""
+def scored_by_class(evidence: dict, flaggable: bool = False) -> dict[str, float]:
+    """Each class's score from a report's detection evidence: the largest of the scored signals it carries.
+    ``flaggable``: the natural routes (``natural``, not flagged whatever their score) at -inf."""
     signals = [evidence.get(key) or {} for key in SCORED]
-    return {k: max(sig[k] for sig in signals if k in sig) for k in evidence.get("anomaly_index", {})}
+    natural = evidence.get("natural") or {} if flaggable else {}
+    return {k: -math.inf if k in natural else max(sig[k] for sig in signals if k in sig)
+            for k in evidence.get("anomaly_index", {})}
 
 
 def anomaly_by_class(evidence: dict, threshold: float, target: int | None, labels: list[str] | None,
@@ -208,7 +212,9 @@ def anomaly_by_class(evidence: dict, threshold: float, target: int | None, label
         vals = [max(0.0, scores[k]) for k in keys]
         fig = _figure(max(4.5, 0.5 * len(keys) + 1.5), 2.6)
         ax = fig.add_subplot()
-        colors = [BAD if target is not None and int(k) == target else BEFORE for k in keys]
+        natural = evidence.get("natural") or {}  # over the threshold, but their triggers carry: not flagged
+        colors = [BAD if target is not None and int(k) == target else NATURAL if k in natural else BEFORE
+                  for k in keys]
         from matplotlib.patches import Patch
 
         ax.bar(range(len(keys)), vals, color=colors, tick_label=names)  # positions: labels may repeat
@@ -223,6 +229,8 @@ def anomaly_by_class(evidence: dict, threshold: float, target: int | None, label
         ax.set_title("How unusually small each class's synthesised trigger is", loc="left")
         label = "anomaly (mask, warp or mask with feature shift)" if warp else "trigger-size anomaly"
         handles = [Patch(color=BEFORE, label=label), *ax.get_legend_handles_labels()[0]]
+        if natural:
+            handles.insert(1, Patch(color=NATURAL, label="natural route (its trigger carries): not flagged"))
         ax.legend(handles=handles, loc="upper right", fontsize=8, ncols=3)
         if any(len(n) > 4 for n in names):
             ax.tick_params(axis="x", labelrotation=30)

@@ -76,9 +76,24 @@ def reference_note(m: dict) -> str | None:
     return note
 
 
+def natural_note(m: dict) -> str | None:
+    """For classes over the threshold left unflagged because their triggers carry to models trained on the samples
+    alone: which, by how much; None otherwise."""
+    ev = m.get("evidence") or {}
+    natural, carried = ev.get("natural") or {}, ev.get("carry") or {}
+    if not natural:
+        return None
+    listed = ", ".join(f"{k} ({v:.2f}; +{carried.get(k, 0):.1f} nats)"
+                       for k, v in sorted(natural.items(), key=lambda kv: int(kv[0])))
+    carries = "their triggers carry" if len(natural) > 1 else "its trigger carries"
+    return (f"not flagged: class{'es' if len(natural) > 1 else ''} {listed} over the threshold, but {carries} to "
+            "models trained on the samples alone (a natural route to the class, not a shortcut only this model "
+            "learned)")
+
+
 def model_notes(m: dict) -> list[tuple[str, str]]:
-    """The notes a report shows under a model, as (kind, text): trigger searches, reference."""
-    notes = [("searches", search_note(m)), ("reference", reference_note(m))]
+    """The notes a report shows under a model, as (kind, text): natural routes, trigger searches, reference."""
+    notes = [("natural", natural_note(m)), ("searches", search_note(m)), ("reference", reference_note(m))]
     return [(kind, text) for kind, text in notes if text]
 
 

@@ -147,3 +147,14 @@ def test_clean_report_names_the_reference_and_its_blind_spots():
     assert note.endswith("flags class 3 (2.65), so a backdoor toward it would not stand out: check the reference.")
     assert page.index('id="chart-anomaly"') < page.index('id="reference"')  # in the detection section
     assert 'id="reference"' not in render_html(make_bare_clean_doc())
+
+
+def test_scan_report_shows_a_natural_route_in_its_chart_and_notes():
+    doc = make_scan_doc()
+    carried = {str(k): (9.71 if k == 8 else 0.0) for k in range(10)}
+    doc["models"][1]["evidence"].update(natural={"8": 2.76}, carry=carried)
+    page = render_html(doc)
+    assert_self_contained(page)
+    assert "natural route (its trigger carries): not flagged" in page
+    assert re.search(r'<p id="natural-1">not flagged: class 8 \(2\.76; \+9\.7 nats\)', page)
+    assert "natural route (its trigger carries)" not in render_html(make_scan_doc())

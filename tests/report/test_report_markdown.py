@@ -85,3 +85,17 @@ def test_clean_report_names_the_reference_its_blind_spots_and_flagging_searches(
             "3 (2.65), so a backdoor toward it would not stand out: check the reference") in lines
     assert "- Searches: 1 of 2 trigger searches flagged class 8; a verdict needs all 2" in lines
     assert "reference" not in render_markdown(make_bare_clean_doc())
+
+
+def test_a_class_left_unflagged_as_a_natural_route_is_named():
+    doc = make_scan_doc()
+    clean = doc["models"][1]
+    clean["evidence"].update(natural={"8": 2.76}, carry={str(k): (9.71 if k == 8 else 0.1 * k) for k in range(10)})
+    assert (f"- {code(clean['path'])}: not flagged: class 8 (2.76; +9.7 nats) over the threshold, but its trigger "
+            "carries to models trained on the samples alone (a natural route to the class, not a shortcut only this "
+            "model learned)") in render_markdown(doc).splitlines()
+    bare = make_bare_clean_doc()
+    bare["detection"].update(natural={"8": 2.5, "3": 2.1}, carry={"8": 6.0, "3": 2.5})
+    assert ("- Natural: not flagged: classes 3 (2.10; +2.5 nats), 8 (2.50; +6.0 nats) over the threshold, but their "
+            "triggers carry to models trained on the samples alone (a natural route to the class, not a shortcut only "
+            "this model learned)") in render_markdown(bare).splitlines()
