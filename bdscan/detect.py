@@ -407,6 +407,7 @@ def train_proxies(x: torch.Tensor, y: torch.Tensor, num_classes: int, settings: 
     from bdscan.model.builtin import SmallCNN
 
     xs, y = _proxy_input(x, settings.size), y.to(x.device)
+    batch = min(settings.batch, len(xs))  # a handful of samples: no use drawing each many times a step
     out = []
     observer.start("proxies", f"proxy models ({settings.proxies}) trained on the samples",
                    settings.proxies * settings.steps)
@@ -420,7 +421,7 @@ def train_proxies(x: torch.Tensor, y: torch.Tensor, num_classes: int, settings: 
             m.train()
             with torch.enable_grad():
                 for _ in range(settings.steps):
-                    idx = torch.randint(0, len(xs), (settings.batch,), generator=g).to(x.device)
+                    idx = torch.randint(0, len(xs), (batch,), generator=g).to(x.device)
                     dx, dy = torch.randint(-settings.shift, settings.shift + 1, (2,), generator=g).tolist()
                     loss = F.cross_entropy(m(torch.roll(xs[idx], (dy, dx), (2, 3))), y[idx])
                     opt.zero_grad(set_to_none=True)
