@@ -539,10 +539,13 @@ class Detection:
 
     def shown_trigger(self, k: int) -> Trigger:
         """The trigger that scored for ``k``: the warp when its anomaly is the larger (agreement is the mask's)."""
-        mask = max(self.anomaly.get(k, -math.inf), self.agreement.get(k, -math.inf))
-        if k in self.warps and self.warp_anomaly.get(k, -math.inf) > mask:
-            return self.warps[k]
-        return self.triggers[k]
+        return _scored(self.triggers[k], self.warps.get(k), max(self.anomaly.get(k, -math.inf),
+                       self.agreement.get(k, -math.inf)), self.warp_anomaly.get(k, -math.inf))
+
+
+def _scored(mask: Trigger, warp: Trigger | None, mask_score: float, warp_score: float) -> Trigger:
+    """Of a class's two triggers, the one whose family scored: the warp where its anomaly is the larger."""
+    return warp if warp is not None and warp_score > mask_score else mask
 
 
 def relative_to(values: torch.Tensor, reference: dict[int, float] | None, classes: list[int]) -> torch.Tensor:
@@ -600,7 +603,7 @@ def detect(
     carried, natural = {}, {}
     if carry_settings is not None and bool((combined > threshold).any()):
         # the trigger that scored per class (a warp where its anomaly is the larger), tried on proxy models
-        shown = {c: warps[c] if c in warps and float(wa[i]) > max(float(nc[i]), float(agree[i])) else triggers[c]
+        shown = {c: _scored(triggers[c], warps.get(c), max(float(nc[i]), float(agree[i])), float(wa[i]))
                  for i, c in enumerate(classes)}
         dev = next(model.parameters()).device
         proxies = train_proxies(x.to(dev), y.to(dev), num_classes, carry_settings, observer)
@@ -640,8 +643,9 @@ def consensus(runs: dict[int, Detection]) -> Detection:
     """Independent trigger searches of one model (by seed) as one detection: a class scores the lowest of its
     scores over the searches, so a flag needs every search to put that class above the threshold. Natural classes
     (Bag on Fashion-MNIST) crossed the threshold at one or two of three seeds in clean models; the backdoors found
-    crossed it at all three (benchmarks/SCAN_RESULTS*.md). The evidence is that of the search where the reported
-    class scored lowest; ``searches`` lists each search's own verdict."""
+    crossed it at all three (benchmarks/SCAN_RESULTS*.md). A class left out as a natural route in any search
+    (``natural``) is not flagged. The evidence is that of the search where the reported class scored lowest;
+    ``searches`` lists each search's own verdict."""
     if len(runs) == 1:
         return next(iter(runs.values()))
     scores = {seed: r.flag_scores() for seed, r in runs.items()}
