@@ -20,12 +20,9 @@ import time
 import torch
 
 from benchmarks.common import take_seeds
-from benchmarks.zoo import (CLEAN_MODELS, HELD_OUT_2_MODELS, HELD_OUT_3_MODELS, HELD_OUT_4_MODELS, HELD_OUT_5_MODELS,
-                            HELD_OUT_MODELS, HERE, LAB_MODELS, SCAN_MODELS)
+from benchmarks.zoo import EVERY_MODEL, HERE
 
 OUT = HERE / "out" / "carry"
-EVERY = (CLEAN_MODELS + SCAN_MODELS + LAB_MODELS + HELD_OUT_MODELS + HELD_OUT_2_MODELS + HELD_OUT_3_MODELS
-         + HELD_OUT_4_MODELS + HELD_OUT_5_MODELS)
 
 
 def samples():
@@ -73,7 +70,7 @@ def main(argv: list[str]) -> int:
     seeds, argv = take_seeds(argv, [0])
     report_only = "--report-only" in argv
     names = [a for a in argv if a != "--report-only"]
-    entries = {e.name: e for e in EVERY}
+    entries = {e.name: e for e in EVERY_MODEL}
     x, y = samples()
     for name in names:
         for seed in seeds:

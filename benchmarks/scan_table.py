@@ -145,7 +145,14 @@ def _without_carry(rows) -> str:
                          f"{'—' if r['found'] is None else r['found']}")
     head = (f"- The carry rule left a class over the threshold unflagged in {natural_runs} run(s) and changed the "
             f"verdict of {changed}:")
-    return "\n".join([head, *lines])
+    targets = {}
+    for r in rows:
+        carried = (r.get("evidence") or {}).get("carry") or {}
+        if r["attack"] != "none" and carried:
+            targets.setdefault(r["model"], []).append(carried[str(r["target"])])
+    spans = "; ".join(f"{m} {min(v):+.2f} to {max(v):+.2f} ({len(v)} runs)" for m, v in targets.items())
+    tail = f"- The target's carry, in the backdoored runs where it was taken: {spans or 'none'}"
+    return "\n".join([head, *lines, tail])
 
 
 def _table(rows) -> str:

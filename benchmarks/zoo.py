@@ -140,6 +140,10 @@ HELD_OUT_5_MODELS = [
     Entry("lf-cnn-t0", attack="lf", target=0, seed=19),
 ]
 
+# every lab model, in training order
+EVERY_MODEL = (CLEAN_MODELS + SCAN_MODELS + LAB_MODELS + HELD_OUT_MODELS + HELD_OUT_2_MODELS + HELD_OUT_3_MODELS
+               + HELD_OUT_4_MODELS + HELD_OUT_5_MODELS)
+
 
 def make(entry: Entry, progress=print, device: str = "cpu"):
     """Train (or load from the cache) one entry; returns bdscan.lab.zoo.LabModel."""
@@ -167,8 +171,7 @@ if __name__ == "__main__":
         torch.set_num_threads(2)
     wanted = set(args)
     done = set()
-    for e in (CLEAN_MODELS + SCAN_MODELS + LAB_MODELS + HELD_OUT_MODELS + HELD_OUT_2_MODELS + HELD_OUT_3_MODELS
-              + HELD_OUT_4_MODELS + HELD_OUT_5_MODELS):
+    for e in EVERY_MODEL:
         if (wanted and e.name not in wanted) or e.name in done:
             continue
         done.add(e.name)
