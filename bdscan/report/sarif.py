@@ -40,6 +40,17 @@ def _reference(m: dict) -> dict:
                           "blindSpots": sorted(int(k) for k in ref.get("blind_spots") or {})}}
 
 
+def _natural(m: dict) -> dict:
+    """Classes over the threshold left unflagged as natural routes (the carry rule), with their carry in nats."""
+    ev = m.get("evidence") or {}
+    natural = ev.get("natural") or {}
+    if not natural:
+        return {}
+    carry = ev.get("carry") or {}
+    return {"naturalClasses": [{"class": int(k), "score": v, "carry": carry.get(k)}
+                               for k, v in sorted(natural.items(), key=lambda kv: int(kv[0]))]}
+
+
 def render_sarif(doc: dict) -> dict:
     results = []
     for m in doc.get("models", []):
@@ -53,7 +64,7 @@ def render_sarif(doc: dict) -> dict:
                                 f"anomaly score {m['score']:.2f} > {m['threshold']:.2f}."},
             "locations": _location(m["path"]),
             "partialFingerprints": {"modelSha256": m["sha256"]},
-            "properties": {"targetClass": m["target_class"], "score": m["score"], **_reference(m)},
+            "properties": {"targetClass": m["target_class"], "score": m["score"], **_reference(m), **_natural(m)},
             # a reviewed finding (--accepted): still reported, with a SARIF suppression for tools that honour them
             **({"suppressions": [{"kind": "external", "status": "accepted",
                                   "justification": accepted_reason(m)}]}

@@ -88,3 +88,20 @@ def test_sarif_names_the_reference_a_finding_was_scored_against(tmp_path):
     assert r.exit_code == ExitCode.OK, r.output
     props = json.loads(out.read_text())["runs"][0]["results"][0]["properties"]
     assert props["reference"] == {"path": "release-1.safetensors", "sha256": "ef" * 32, "blindSpots": []}
+
+
+def test_sarif_names_the_classes_left_out_as_natural_routes(tmp_path):
+    from tests.report.sample_docs import make_scan_doc
+
+    doc = make_scan_doc()
+    suspected = next(m for m in doc["models"] if m["suspected"])
+    suspected["evidence"]["natural"] = {"8": 2.76}
+    suspected["evidence"]["carry"] = {"8": 5.6, str(suspected["target_class"]): -0.4}
+    out = tmp_path / "out.sarif"
+    r = invoke("report", saved(tmp_path, doc), "--format", "sarif", "-o", out)
+    assert r.exit_code == ExitCode.OK, r.output
+    props = json.loads(out.read_text())["runs"][0]["results"][0]["properties"]
+    assert props["naturalClasses"] == [{"class": 8, "score": 2.76, "carry": 5.6}]
+    suspected["evidence"].pop("natural")
+    r = invoke("report", saved(tmp_path, doc), "--format", "sarif", "-o", out)
+    assert "naturalClasses" not in json.loads(out.read_text())["runs"][0]["results"][0]["properties"]
