@@ -1,6 +1,6 @@
 """Issue 5 measure: `bdscan scan` on backdoored and clean lab models.
 
-    python -m benchmarks.scan_table [--seeds 0,1,2] [--held-out-2 | ... | --held-out-6] [MODEL_NAME ...]
+    python -m benchmarks.scan_table [--seeds 0,1,2] [--held-out-2 | ... | --held-out-7] [MODEL_NAME ...]
 
 For each model of benchmarks.zoo.SCAN_MODELS, then LAB_MODELS, then HELD_OUT_MODELS (trained once into
 benchmarks/cache/), runs the real CLI,
@@ -22,7 +22,8 @@ trained after `scan --reference` was written (its verdicts: benchmarks/reference
 HELD_OUT_5_MODELS, trained after the carry rule was chosen (a class over the threshold whose trigger carries to proxy
 models trained on the samples alone is not flagged): its table says what each run would have decided without the
 rule; ``--held-out-6`` for HELD_OUT_6_MODELS (four clean CNNs and two backdoors toward Bag, trained with detection
-unchanged since the fifth set), the same way. Held-out tables also say what `--searches 3` would have decided on their runs (benchmarks/searches.py).
+unchanged since the fifth set), the same way, and ``--held-out-7`` for HELD_OUT_7_MODELS (three SIG CNNs toward other
+classes and two clean CNNs). Held-out tables also say what `--searches 3` would have decided on their runs (benchmarks/searches.py).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from bdscan.report.plots import scored_by_class
 from benchmarks.common import machine, run_cli, sample_dirs, take_seeds, write_json
 from benchmarks.searches import line as searches_line
 from benchmarks.zoo import (HELD_OUT_2_MODELS, HELD_OUT_3_MODELS, HELD_OUT_4_MODELS, HELD_OUT_5_MODELS,
-                            HELD_OUT_6_MODELS, HELD_OUT_MODELS, HERE, LAB_MODELS, SCAN_MODELS, make)
+                            HELD_OUT_6_MODELS, HELD_OUT_7_MODELS, HELD_OUT_MODELS, HERE, LAB_MODELS, SCAN_MODELS, make)
 
 ALL = SCAN_MODELS + LAB_MODELS + HELD_OUT_MODELS
 
@@ -54,7 +55,7 @@ def main(argv: list[str]) -> int:
     torch.set_num_threads(2)
     seeds, argv = take_seeds(argv)
     sets = {2: HELD_OUT_2_MODELS, 3: HELD_OUT_3_MODELS, 4: HELD_OUT_4_MODELS, 5: HELD_OUT_5_MODELS,
-            6: HELD_OUT_6_MODELS}
+            6: HELD_OUT_6_MODELS, 7: HELD_OUT_7_MODELS}
     held_out = next((n for n in sets if f"--held-out-{n}" in argv), None)
     argv = [a for a in argv if a not in {f"--held-out-{n}" for n in sets}]
     models = sets.get(held_out, ALL)
@@ -106,9 +107,10 @@ def main(argv: list[str]) -> int:
         write_json(old, rows)
     title = {None: "on lab models", 2: "on the second held-out set of lab models",
              3: "on the third held-out set of lab models", 4: "on the fourth held-out set of lab models",
-             5: "on the fifth held-out set of lab models", 6: "on the sixth held-out set of lab models"}[held_out]
+             5: "on the fifth held-out set of lab models", 6: "on the sixth held-out set of lab models",
+             7: "on the seventh held-out set of lab models"}[held_out]
     extra = {None: "", 2: "\n" + _both_held_out(rows), 3: "", 4: "", 5: "\n" + _without_carry(rows),
-             6: "\n" + _without_carry(rows)}[held_out]
+             6: "\n" + _without_carry(rows), 7: "\n" + _without_carry(rows)}[held_out]
     if held_out:
         extra += f"\n- Had each model been scanned once {searches_line(rows)}."
     md = "\n".join([f"# `bdscan scan` {title} (issue 5)", "", f"Machine: {machine()}.", "",
