@@ -38,7 +38,8 @@ class GratingSettings:
     cap: float = 0.5  # amplitude: gratings this strong or none count as natural (most classes reach none)
     floor: float = 0.02  # weakest amplitude tried
     success_bar: float = 0.95
-    bisections: int = 6  # halvings of the log-amplitude interval: a factor of (cap / floor) ** (1 / 64), 5%
+    rungs: int = 16  # amplitudes tried on every grating, floor to cap evenly in log: a factor of 1.24 apart
+    bisections: int = 3  # halvings between two rungs: a factor of about 1.03
     batch: int = 256  # images per forward pass
 
 
@@ -61,8 +62,9 @@ def invert_gratings(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: list[int], *,
     settings: GratingSettings = GratingSettings(), observer: Observer = NULL_OBSERVER,
 ) -> dict[int, Grating]:
-    """Per class, the weakest grating of :func:`grating_bank` that sends other classes' samples to it (amplitude
-    found by bisection in log space; ``inf`` where none up to ``settings.cap`` does). Deterministic: no seed."""
+    """Per class, the weakest grating of :func:`grating_bank` that sends other classes' samples to it (amplitude:
+    the lowest rung of a ladder that succeeds, refined by bisection in log space; ``inf`` where none up to
+    ``settings.cap`` does). Deterministic: no seed."""
     with frozen(model), full_precision(next(model.parameters()).device), torch.no_grad():
         return _invert_gratings(model, x, y, classes, settings, observer)
 
@@ -84,30 +86,31 @@ def _invert_gratings(model, x, y, classes, settings: GratingSettings, observer: 
     best_g: list[torch.Tensor | None] = [None] * len(classes)
     best_succ = torch.zeros(len(classes))
     bank = grating_bank(c, h, w)
+    levels = torch.logspace(math.log10(settings.floor), math.log10(settings.cap), settings.rungs)
     observer.start("grating", f"grating search ({len(bank)} gratings)", len(bank))
     try:
         for _, g in bank:
             g = g.to(device)
-            at_cap = success(g, settings.cap)
-            for i in (at_cap >= settings.success_bar).nonzero().flatten().tolist():
-                hi = min(settings.cap, float(best[i]))
-                s_hi = at_cap[i] if hi == settings.cap else success(g, hi)[i]
-                if s_hi < settings.success_bar:
-                    continue  # no weaker than the best grating found for this class so far
-                lo = settings.floor
-                s_lo = success(g, lo)[i]
-                if s_lo >= settings.success_bar:
-                    hi, s_hi = lo, s_lo
-                else:
+            # a ladder of amplitudes first: success is not monotone in the amplitude (a strong grating can send
+            # images past the class a weaker one reaches), so the weakest success is looked for from below
+            ladder = torch.stack([success(g, float(a)) for a in levels])  # L,K
+            for i in range(len(classes)):
+                ok = (ladder[:, i] >= settings.success_bar).nonzero().flatten()
+                if not len(ok):
+                    continue
+                j = int(ok[0])
+                hi, s_hi = float(levels[j]), float(ladder[j, i])
+                if j > 0:  # refine between the last failing rung and the first succeeding one
+                    lo = float(levels[j - 1])
                     for _ in range(settings.bisections):
                         mid = math.sqrt(lo * hi)
-                        s_mid = success(g, mid)[i]
+                        s_mid = float(success(g, mid)[i])
                         if s_mid >= settings.success_bar:
                             hi, s_hi = mid, s_mid
                         else:
                             lo = mid
                 if hi < float(best[i]):
-                    best[i], best_g[i], best_succ[i] = hi, g.cpu(), float(s_hi)
+                    best[i], best_g[i], best_succ[i] = hi, g.cpu(), s_hi
             observer.advance("grating")
     finally:
         observer.finish("grating")
