@@ -606,8 +606,9 @@ def detect(
         shown = {c: _scored(triggers[c], warps.get(c), max(float(nc[i]), float(agree[i])), float(wa[i]))
                  for i, c in enumerate(classes)}
         dev = next(model.parameters()).device
-        proxies = train_proxies(x.to(dev), y.to(dev), num_classes, carry_settings, observer)
-        cv = carry(proxies, x.to(dev), y.to(dev), shown, carry_settings.size)
+        xd, yd = x.to(dev), y.to(dev)
+        proxies = train_proxies(xd, yd, num_classes, carry_settings, observer)
+        cv = carry(proxies, xd, yd, shown, carry_settings.size)
         carried = {c: float(cv[i]) for i, c in enumerate(classes)}
         natural = {c: float(combined[i]) for i, c in enumerate(classes)
                    if float(combined[i]) > threshold and carried[c] > carry_settings.bar}
