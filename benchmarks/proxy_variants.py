@@ -1,0 +1,66 @@
+"""Cheaper proxy models for the carry rule, against the separation it was chosen for.
+
+    python -m benchmarks.proxy_variants [SPEC ...]
+
+Each SPEC is ``base`` (CarrySettings()) or comma-separated changes to it: ``width=N`` (the proxies' SmallCNN width,
+32 by default), ``steps=N``, ``lr=X``, ``proxies=N``, ``size=N`` (images scaled to at most N pixels a side). Per
+variant: the proxies' training time on the bundled samples, then, on every saved trigger search in
+benchmarks/out/carry/ (``python -m benchmarks.carry``), the carry of the classes over the threshold in clean models
+(the natural routes: they should carry more than the 2-nat bar) and of the backdoor targets flagged (they should not).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import replace
+
+import torch
+
+from benchmarks.carry import OUT, samples, triggers_of
+from benchmarks.zoo import EVERY_MODEL
+
+DEFAULT = ["base", "width=16", "steps=100,lr=0.004", "proxies=3", "size=20", "size=14"]
+
+
+def main(argv: list[str]) -> int:
+    import bdscan.model.builtin as builtin
+    from bdscan.detect import CarrySettings, carry, train_proxies
+    from bdscan.devices import keep_freed_memory
+
+    keep_freed_memory()
+    torch.set_num_threads(2)
+    entries = {e.name: e for e in EVERY_MODEL}
+    x, y = samples()
+    docs = {p.stem: torch.load(p, weights_only=True) for p in sorted(OUT.glob("*.pt"))}
+    print(f"{len(docs)} saved trigger searches; bar {CarrySettings().bar} nats", flush=True)
+    small_cnn = builtin.SmallCNN
+    try:
+        for spec in argv or DEFAULT:
+            changes = dict(kv.split("=") for kv in spec.split(",")) if spec != "base" else {}
+            width = int(changes.pop("width", 32))
+            settings = replace(CarrySettings(), **{k: float(v) if k == "lr" else int(v) for k, v in changes.items()})
+            # train_proxies builds bdscan.model.builtin.SmallCNN: a narrower one for this variant
+            builtin.SmallCNN = lambda n, in_channels=3, _w=width: small_cnn(n, in_channels=in_channels, width=_w)
+            t0 = time.perf_counter()
+            proxies = train_proxies(x, y, 10, settings)
+            seconds = time.perf_counter() - t0
+            natural, targets = [], []
+            for stem, doc in docs.items():
+                entry = entries[stem.rsplit("-s", 1)[0]]
+                scores, thr = doc["scores"], float(doc.get("threshold", torch.tensor(2.0)))
+                c = carry(proxies, x, y, triggers_of(doc), settings.size)
+                if entry.attack is None:
+                    natural += [float(c[k]) for k in range(len(scores)) if float(scores[k]) > thr]
+                elif float(scores[entry.target]) > thr:
+                    targets.append(float(c[entry.target]))
+            print(f"{spec}: proxies trained in {seconds:.1f} s; clean classes over the threshold carry "
+                  f"{min(natural):+.2f} to {max(natural):+.2f} ({len(natural)}); flagged backdoor targets "
+                  f"{min(targets):+.2f} to {max(targets):+.2f} ({len(targets)})", flush=True)
+    finally:
+        builtin.SmallCNN = small_cnn
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
