@@ -109,8 +109,10 @@ def main(argv: list[str]) -> int:
              3: "on the third held-out set of lab models", 4: "on the fourth held-out set of lab models",
              5: "on the fifth held-out set of lab models", 6: "on the sixth held-out set of lab models",
              7: "on the seventh held-out set of lab models"}[held_out]
-    extra = {None: "", 2: "\n" + _both_held_out(rows), 3: "", 4: "", 5: "\n" + _without_carry(rows),
-             6: "\n" + _without_carry(rows), 7: "\n" + _without_carry(rows)}[held_out]
+    # the second table compares itself with the first; from the fifth on (after the carry rule) tables say what
+    # the rule changed
+    extra = ("\n" + _both_held_out(rows) if held_out == 2 else
+             "\n" + _without_carry(rows) if held_out and held_out >= 5 else "")
     if held_out:
         extra += f"\n- Had each model been scanned once {searches_line(rows)}."
     md = "\n".join([f"# `bdscan scan` {title} (issue 5)", "", f"Machine: {machine()}.", "",
@@ -157,7 +159,20 @@ def _without_carry(rows) -> str:
             targets.setdefault(r["model"], []).append(carried[str(r["target"])])
     spans = "; ".join(f"{m} {min(v):+.2f} to {max(v):+.2f} ({len(v)} runs)" for m, v in targets.items())
     tail = f"- The target's carry, in the backdoored runs where it was taken: {spans or 'none'}"
-    return "\n".join([head, *lines, tail])
+    return "\n".join([head, *lines, tail, _proxy_times(rows)])
+
+
+def _proxy_times(rows) -> str:
+    """Scan times of the runs that trained proxy models (some class over the threshold) and of the others."""
+    done = [r for r in rows if r.get("suspected") is not None]
+    parts = []
+    for label, group in (("that trained the proxies", [r for r in done if (r.get("evidence") or {}).get("carry")]),
+                         ("that did not", [r for r in done if not (r.get("evidence") or {}).get("carry")])):
+        if group:
+            scan, wall = [r["scan_s"] for r in group], [r["wall_s"] for r in group]
+            parts.append(f"{label} ({len(group)}) {min(scan):.0f} to {max(scan):.0f} s by the report, "
+                         f"{min(wall):.0f} to {max(wall):.0f} s wall")
+    return f"- Scan times: runs {'; runs '.join(parts)}." if parts else "- Scan times: no run."
 
 
 def _table(rows) -> str:
