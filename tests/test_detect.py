@@ -14,8 +14,8 @@ import torch
 from bdscan.data import load_samples
 from bdscan.detect import (LOG_SPREAD_FLOOR, CarrySettings, Detection, InversionSettings, Reference, Trigger,
                            TriggerMix, WarpSettings, _warp_trigger, blind_spots, carry, consensus, detect,
-                           detect_searches, invert_warps, relative_to, train_proxies, warp_anomaly, warp_images,
-                           warp_is_suspicious)
+                           detect_searches, invert_warps, relative_to, shared_proxies, train_proxies, warp_anomaly,
+                           warp_images, warp_is_suspicious)
 from bdscan.model import Normalized, load_model
 from tests.conftest import EXAMPLES
 
@@ -283,6 +283,26 @@ def test_a_trigger_that_draws_the_class_carries_to_proxy_models_and_a_patch_does
     c = carry(proxies, s.x, s.y, triggers)
     assert float(c[8]) > 2 * settings.bar
     assert float(c.median()) == 0.0 and all(abs(float(c[k])) < settings.bar for k in range(8))
+
+
+def test_models_scanned_on_the_same_samples_share_their_proxy_models(monkeypatch):
+    """Proxies trained from fixed seeds on equal samples are equal models: the second model of a `scan` call reuses
+    the first one's; other samples or settings train their own."""
+    import bdscan.detect as detect_module
+
+    monkeypatch.setattr(detect_module, "_SHARED", [])
+    trained = []
+    real = detect_module.train_proxies
+    monkeypatch.setattr(detect_module, "train_proxies", lambda *a, **k: trained.append(1) or real(*a, **k))
+    _, x, y = _small_case()
+    settings = CarrySettings(proxies=2, steps=3)
+    first = shared_proxies(x, y, 10, settings)
+    assert shared_proxies(x.clone(), y.clone(), 10, settings) is first and len(trained) == 1
+    assert shared_proxies(x.flip(-1), y, 10, settings) is not first and len(trained) == 2
+    assert shared_proxies(x, y, 10, replace(settings, steps=4)) is not first and len(trained) == 3
+    # what makes sharing safe: training again gives the very same weights
+    for a, b in zip(first, real(x, y, 10, settings)):
+        assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
 
 
 def test_a_class_whose_trigger_carries_is_not_flagged():
