@@ -2,8 +2,9 @@
 
     python -m benchmarks.proxy_variants [SPEC ...]
 
-Each SPEC is ``base`` (CarrySettings()) or comma-separated changes to it: ``width=N`` (the proxies' SmallCNN width,
-32 by default), ``steps=N``, ``lr=X``, ``proxies=N``, ``size=N`` (images scaled to at most N pixels a side). Per
+Each SPEC is ``base`` (CarrySettings(): four proxies until they went to three on these figures, so the logs
+written before say four) or comma-separated changes to it: ``width=N`` (the proxies' SmallCNN width, 32 by default),
+``steps=N``, ``lr=X``, ``batch=N``, ``proxies=N``, ``size=N`` (images scaled to at most N pixels a side). Per
 variant: the proxies' training time on the bundled samples, then, on every saved trigger search in
 benchmarks/out/carry/ (``python -m benchmarks.carry``), the carry of the classes over the threshold in clean models
 (the natural routes: they should carry more than the 2-nat bar) and of the backdoor targets flagged (they should not).
@@ -20,7 +21,7 @@ import torch
 from benchmarks.carry import OUT, samples, triggers_of
 from benchmarks.zoo import EVERY_MODEL
 
-DEFAULT = ["base", "width=16", "steps=100,lr=0.004", "proxies=3", "size=20", "size=14"]
+DEFAULT = ["base", "width=16", "steps=100,lr=0.004", "proxies=4", "size=20", "size=14"]
 
 
 def main(argv: list[str]) -> int:
