@@ -175,10 +175,21 @@ HELD_OUT_8_MODELS = [
     Entry("badnets-cnn-t8-s26", attack="badnets", target=8, seed=26),
 ]
 
+# A ninth held-out set, fixed and committed before training, after the eighth set's backdoors toward Bag were left out
+# as natural routes (their targets' triggers carried +2.19 to +2.73 nats, over the 2-nat bar) and the carry rule's bar
+# became the class's own score: two clean CNNs and three more backdoors toward Bag.
+HELD_OUT_9_MODELS = [
+    Entry("clean-cnn-s27", attack=None, seed=27),
+    Entry("clean-cnn-s28", attack=None, seed=28),
+    Entry("blended-cnn-t8-s29", attack="blended", target=8, seed=29),
+    Entry("badnets-cnn-t8-s30", attack="badnets", target=8, seed=30),
+    Entry("trojan-cnn-t8-s31", attack="trojan", target=8, seed=31),
+]
+
 # every lab model, in training order
 EVERY_MODEL = (CLEAN_MODELS + SCAN_MODELS + LAB_MODELS + HELD_OUT_MODELS + HELD_OUT_2_MODELS + HELD_OUT_3_MODELS
                + HELD_OUT_4_MODELS + HELD_OUT_5_MODELS + HELD_OUT_6_MODELS
-               + HELD_OUT_7_MODELS + HELD_OUT_8_MODELS)
+               + HELD_OUT_7_MODELS + HELD_OUT_8_MODELS + HELD_OUT_9_MODELS)
 
 
 def make(entry: Entry, progress=print, device: str = "cpu"):
