@@ -391,7 +391,14 @@ class CarrySettings:
     lr: float = 2e-3
     shift: int = 2  # pixels: random shifts while training, so that a few samples teach more than themselves
     size: int = 32  # proxies see images at most this many pixels a side: the cost stays that of a small CNN
-    bar: float = 2.0  # nats over the median class: a trigger that carries this much more is a natural route
+    # nats of carry (over the median class) per unit of the class's score: a class is a natural route when its
+    # trigger carries more nats than its score. A fixed 2-nat bar left held-out backdoors toward Bag out (targets
+    # +2.19 to +2.73 at scores 3.10 to 4.83; clean Bag +3.35 to +7.34 at 2.01 to 4.77): a more anomalous class
+    # needs more carry to be taken for natural (benchmarks/SCAN_RESULTS_HELD_OUT_8.md)
+    bar: float = 1.0
+
+    def natural(self, score: float, carried: float) -> bool:
+        return carried > self.bar * score
 
 
 def _proxy_input(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -631,7 +638,7 @@ def detect(
         cv = carry(proxies, xd, yd, shown, carry_settings.size)
         carried = {c: float(cv[i]) for i, c in enumerate(classes)}
         natural = {c: float(combined[i]) for i, c in enumerate(classes)
-                   if float(combined[i]) > threshold and carried[c] > carry_settings.bar}
+                   if float(combined[i]) > threshold and carry_settings.natural(float(combined[i]), carried[c])}
     flaggable = torch.tensor([-math.inf if c in natural else float(combined[i]) for i, c in enumerate(classes)])
     k = int(torch.argmax(flaggable))
     score = float(flaggable[k])

@@ -7,7 +7,8 @@ its trigger per class (the family that scored) saved to benchmarks/out/carry/NAM
 triggers: proxy models trained on the samples (bdscan.detect.train_proxies, CarrySettings()), each class's carry
 (bdscan.detect.carry), and per run the verdict without the rule (the highest raw score over the threshold) and with
 it (classes over the threshold whose carry passes the bar left out), the classes over the threshold with their
-score and carry, and the target's carry. ``--report-only`` reads saved triggers only. Prints a line per run and a
+score and carry, and the target's carry. ``--report-only`` reads saved triggers only. (logs/carry.txt was written
+when the rule had four proxies and a fixed 2-nat bar.) Prints a line per run and a
 summary: backdoored runs with the target found and clean runs flagged, both ways, and the carries of the classes
 over the threshold (natural and not) at their extremes.
 """
@@ -79,8 +80,8 @@ def main(argv: list[str]) -> int:
     settings = CarrySettings()
     t0 = time.perf_counter()
     proxies = train_proxies(x, y, 10, settings)
-    print(f"{settings.proxies} proxy models trained on the samples in {time.perf_counter() - t0:.1f} s; bar "
-          f"{settings.bar} nats")
+    print(f"{settings.proxies} proxy models trained on the samples in {time.perf_counter() - t0:.1f} s; natural: "
+          f"carry over {settings.bar} nats per unit of the class's score")
     tally = {"bd": 0, "bd_raw": 0, "bd_rule": 0, "clean": 0, "clean_raw": 0, "clean_rule": 0}
     natural_carry, kept_carry = [], []
     for name in names:
@@ -95,7 +96,7 @@ def main(argv: list[str]) -> int:
             scores, thr = doc["scores"], float(doc.get("threshold", torch.tensor(2.0)))
             c = carry(proxies, x, y, triggers_of(doc))
             over = [k for k in range(len(scores)) if float(scores[k]) > thr]
-            natural = [k for k in over if float(c[k]) > settings.bar]
+            natural = [k for k in over if settings.natural(float(scores[k]), float(c[k]))]
             natural_carry += [float(c[k]) for k in natural]
             kept_carry += [float(c[k]) for k in over if k not in natural]
             raw = int(scores.argmax()) if over else None

@@ -7,7 +7,9 @@ written before say four) or comma-separated changes to it: ``width=N`` (the prox
 ``steps=N``, ``lr=X``, ``batch=N``, ``proxies=N``, ``size=N`` (images scaled to at most N pixels a side). Per
 variant: the proxies' training time on the bundled samples, then, on every saved trigger search in
 benchmarks/out/carry/ (``python -m benchmarks.carry``), the carry of the classes over the threshold in clean models
-(the natural routes: they should carry more than the 2-nat bar) and of the backdoor targets flagged (they should not).
+(the natural routes: they should carry more than the bar) and of the backdoor targets flagged (they should not), in
+nats and per unit of the class's score (the bar is 1 nat per unit of score since the eighth held-out table; a fixed
+2 nats before, and the logs before it print nats only).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def main(argv: list[str]) -> int:
     entries = {e.name: e for e in EVERY_MODEL}
     x, y = samples()
     docs = {p.stem: torch.load(p, weights_only=True) for p in sorted(OUT.glob("*.pt"))}
-    print(f"{len(docs)} saved trigger searches; bar {CarrySettings().bar} nats", flush=True)
+    print(f"{len(docs)} saved trigger searches; bar {CarrySettings().bar} nats per unit of score", flush=True)
     small_cnn = builtin.SmallCNN
     try:
         for spec in argv or DEFAULT:
@@ -46,18 +48,23 @@ def main(argv: list[str]) -> int:
             t0 = time.perf_counter()
             proxies = train_proxies(x, y, 10, settings)
             seconds = time.perf_counter() - t0
-            natural, targets = [], []
+            natural, targets, per_natural, per_target = [], [], [], []
             for stem, doc in docs.items():
                 entry = entries[stem.rsplit("-s", 1)[0]]
                 scores, thr = doc["scores"], float(doc.get("threshold", torch.tensor(2.0)))
                 c = carry(proxies, x, y, triggers_of(doc), settings.size)
                 if entry.attack is None:
-                    natural += [float(c[k]) for k in range(len(scores)) if float(scores[k]) > thr]
+                    over = [k for k in range(len(scores)) if float(scores[k]) > thr]
+                    natural += [float(c[k]) for k in over]
+                    per_natural += [float(c[k]) / float(scores[k]) for k in over]
                 elif float(scores[entry.target]) > thr:
                     targets.append(float(c[entry.target]))
+                    per_target.append(float(c[entry.target]) / float(scores[entry.target]))
             print(f"{spec}: proxies trained in {seconds:.1f} s; clean classes over the threshold carry "
                   f"{min(natural):+.2f} to {max(natural):+.2f} ({len(natural)}); flagged backdoor targets "
-                  f"{min(targets):+.2f} to {max(targets):+.2f} ({len(targets)})", flush=True)
+                  f"{min(targets):+.2f} to {max(targets):+.2f} ({len(targets)}); per unit of score: clean "
+                  f"{min(per_natural):+.2f} to {max(per_natural):+.2f}, targets {min(per_target):+.2f} to "
+                  f"{max(per_target):+.2f}", flush=True)
     finally:
         builtin.SmallCNN = small_cnn
     return 0

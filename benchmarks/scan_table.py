@@ -164,7 +164,36 @@ def _without_carry(rows) -> str:
             targets.setdefault(r["model"], []).append(carried[str(r["target"])])
     spans = "; ".join(f"{m} {min(v):+.2f} to {max(v):+.2f} ({len(v)} runs)" for m, v in targets.items())
     tail = f"- The target's carry, in the backdoored runs where it was taken: {spans or 'none'}"
-    return "\n".join([head, *lines, tail, _proxy_times(rows)])
+    return "\n".join([head, *lines, tail, _current_rule(rows), _proxy_times(rows)])
+
+
+def _current_rule(rows) -> str:
+    """What each run decides under the carry rule as it is now (CarrySettings().natural), from the scores and carries
+    its report recorded (runs before the eighth table took their carries from four proxies, not three)."""
+    from bdscan.detect import CarrySettings
+
+    rule, found, bd, flagged, clean, changed = CarrySettings(), 0, 0, 0, 0, []
+    for r in rows:
+        ev = r.get("evidence") or {}
+        if r.get("suspected") is None or not ev:
+            continue
+        raw = {int(k): v for k, v in scored_by_class(ev).items()}
+        carried = {int(k): v for k, v in (ev.get("carry") or {}).items()}
+        kept = {k: v for k, v in raw.items() if not (v > r["threshold"] and k in carried
+                                                     and rule.natural(v, carried[k]))}
+        k = max(kept, key=kept.get) if kept else None
+        now = k if k is not None and kept[k] > r["threshold"] else None
+        if r["attack"] == "none":
+            clean, flagged = clean + 1, flagged + (now is not None)
+        else:
+            bd, found = bd + 1, found + (now == r["target"])
+        if now != r["found"]:
+            changed.append(f"{r['model']} seed {r.get('seed', 0)} ({'—' if r['found'] is None else r['found']} to "
+                           f"{'—' if now is None else now})")
+    return (f"- Under the carry rule as it is now (a class is natural when its carry, in nats, is above its score), "
+            f"from the scores and carries the reports recorded: backdoored runs with the target found {found} of {bd}; "
+            f"clean runs flagged {flagged} of {clean}; verdicts that differ from the runs' own: "
+            f"{', '.join(changed) or 'none'}.")
 
 
 def _proxy_times(rows) -> str:

@@ -281,8 +281,8 @@ def test_a_trigger_that_draws_the_class_carries_to_proxy_models_and_a_patch_does
     proxies = train_proxies(s.x, s.y, 10, settings)
     assert torch.equal(torch.random.get_rng_state(), state)
     c = carry(proxies, s.x, s.y, triggers)
-    assert float(c[8]) > 2 * settings.bar
-    assert float(c.median()) == 0.0 and all(abs(float(c[k])) < settings.bar for k in range(8))
+    assert float(c[8]) > 4.0  # nats
+    assert float(c.median()) == 0.0 and all(abs(float(c[k])) < 2.0 for k in range(8))
 
 
 def test_models_scanned_on_the_same_samples_share_their_proxy_models(monkeypatch):
@@ -303,6 +303,15 @@ def test_models_scanned_on_the_same_samples_share_their_proxy_models(monkeypatch
     # what makes sharing safe: training again gives the very same weights
     for a, b in zip(first, real(x, y, 10, settings)):
         assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_a_class_needs_more_carry_the_more_anomalous_it_is():
+    """The bar scales with the class's score: a class just over the threshold whose trigger carries a few nats is a
+    natural route; the same carry at a backdoor's score is not enough."""
+    rule = CarrySettings()
+    assert rule.natural(2.1, 4.6) and rule.natural(4.5, 7.2)
+    assert not rule.natural(3.1, 2.7) and not rule.natural(4.8, 2.7) and not rule.natural(2.1, -1.0)
+    assert CarrySettings(bar=2.0).natural(2.1, 4.6) and not CarrySettings(bar=2.0).natural(2.5, 4.6)
 
 
 def test_a_class_whose_trigger_carries_is_not_flagged():
