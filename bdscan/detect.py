@@ -491,12 +491,19 @@ def mad_anomaly(values: torch.Tensor, small_side: bool = True, min_spread: float
     return dev / mad
 
 
-def agreement(mask_anomaly: torch.Tensor, feature_anomaly: torch.Tensor) -> torch.Tensor:
+# agreement counts only for a class whose mask anomaly alone reaches this share of the threshold: a feature shift far
+# out of a narrow spread carried a clean CNN's T-shirt (mask anomaly 0.46) and Shirt (1.10) over the threshold, and
+# Bag in another (1.45); every backdoor found by agreement had 1.77 or more (benchmarks/SCAN_RESULTS_HELD_OUT_6.md)
+AGREEMENT_MASK_SHARE = 0.75
+
+
+def agreement(mask_anomaly: torch.Tensor, feature_anomaly: torch.Tensor, mask_floor: float = 0.0) -> torch.Tensor:
     """Per class, the geometric mean of the mask-size and feature-shift anomalies (each floored at 0): high only
     where both point at the class. The feature shift alone flagged a clean resnet18's class (4.85 to 5.52 over
     three seeds, mask anomaly 0.05 to 0.18: agreement under 1); both together find backdoors whose mask alone sits
-    under the threshold."""
-    return torch.sqrt(mask_anomaly.clamp(min=0) * feature_anomaly.clamp(min=0))
+    under the threshold. 0 where the mask anomaly is under ``mask_floor``."""
+    a = torch.sqrt(mask_anomaly.clamp(min=0) * feature_anomaly.clamp(min=0))
+    return torch.where(mask_anomaly >= mask_floor, a, torch.zeros_like(a))
 
 
 def max_margins(
@@ -625,7 +632,7 @@ def detect(
     margins = max_margins(model, tuple(x.shape[1:]), classes, seed=seed)
     mm = mad_anomaly(margins, small_side=False)
     # the margin statistic flagged clean models in our measurements: it is reported as evidence, not scored
-    agree = agreement(nc, fa)
+    agree = agreement(nc, fa, mask_floor=AGREEMENT_MASK_SHARE * threshold)
     combined = torch.maximum(torch.maximum(nc, wa), agree)
     carried, natural = {}, {}
     if carry_settings is not None and bool((combined > threshold).any()):

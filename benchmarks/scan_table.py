@@ -1,6 +1,7 @@
 """Issue 5 measure: `bdscan scan` on backdoored and clean lab models.
 
     python -m benchmarks.scan_table [--seeds 0,1,2] [--held-out-2 | ... | --held-out-9] [MODEL_NAME ...]
+    python -m benchmarks.scan_table --current-rule
 
 For each model of benchmarks.zoo.SCAN_MODELS, then LAB_MODELS, then HELD_OUT_MODELS (trained once into
 benchmarks/cache/), runs the real CLI,
@@ -26,6 +27,8 @@ unchanged since the fifth set), the same way, and ``--held-out-7`` for HELD_OUT_
 classes and two clean CNNs), and ``--held-out-8`` for HELD_OUT_8_MODELS (three clean CNNs and two more backdoors toward
 Bag, after the carry rule went from four proxy models to three), and ``--held-out-9`` for HELD_OUT_9_MODELS (two
 clean CNNs and three more backdoors toward Bag, after the carry rule's bar became the class's own score). Held-out tables also say what `--searches 3` would have decided on their runs (benchmarks/searches.py).
+``--current-rule`` prints, for every table's JSON, what the rules as they are now (the agreement floor, the carry
+rule's bar) decide on its recorded runs; tables from the fifth on print the same line.
 """
 
 from __future__ import annotations
@@ -57,6 +60,10 @@ EXCESS_BAR = 0.018
 def main(argv: list[str]) -> int:
     torch.set_num_threads(2)
     seeds, argv = take_seeds(argv)
+    if "--current-rule" in argv:  # what the rules as they are now decide on every table's recorded runs
+        for path in sorted(HERE.glob("scan_results*.json")):
+            print(f"{path.name}: {_current_rule(json.loads(path.read_text()))[2:]}")
+        return 0
     sets = {2: HELD_OUT_2_MODELS, 3: HELD_OUT_3_MODELS, 4: HELD_OUT_4_MODELS, 5: HELD_OUT_5_MODELS,
             6: HELD_OUT_6_MODELS, 7: HELD_OUT_7_MODELS, 8: HELD_OUT_8_MODELS,
             9: HELD_OUT_9_MODELS}
@@ -168,16 +175,20 @@ def _without_carry(rows) -> str:
 
 
 def _current_rule(rows) -> str:
-    """What each run decides under the carry rule as it is now (CarrySettings().natural), from the scores and carries
-    its report recorded (runs before the eighth table took their carries from four proxies, not three)."""
-    from bdscan.detect import CarrySettings
+    """What each run decides under the rules as they are now, from the anomalies and carries its report recorded:
+    agreement only for classes whose mask anomaly reaches AGREEMENT_MASK_SHARE of the threshold, and the carry rule
+    (CarrySettings().natural; runs before the eighth table took their carries from four proxies, not three)."""
+    from bdscan.detect import AGREEMENT_MASK_SHARE, CarrySettings
 
     rule, found, bd, flagged, clean, changed = CarrySettings(), 0, 0, 0, 0, []
     for r in rows:
         ev = r.get("evidence") or {}
         if r.get("suspected") is None or not ev:
             continue
-        raw = {int(k): v for k, v in scored_by_class(ev).items()}
+        floor = AGREEMENT_MASK_SHARE * r["threshold"]
+        agree = {k: v if ev["anomaly_index"][k] >= floor else 0.0
+                 for k, v in (ev.get("agreement_anomaly") or {}).items()}
+        raw = {int(k): v for k, v in scored_by_class({**ev, "agreement_anomaly": agree}).items()}
         carried = {int(k): v for k, v in (ev.get("carry") or {}).items()}
         kept = {k: v for k, v in raw.items() if not (v > r["threshold"] and k in carried
                                                      and rule.natural(v, carried[k]))}
@@ -190,8 +201,9 @@ def _current_rule(rows) -> str:
         if now != r["found"]:
             changed.append(f"{r['model']} seed {r.get('seed', 0)} ({'—' if r['found'] is None else r['found']} to "
                            f"{'—' if now is None else now})")
-    return (f"- Under the carry rule as it is now (a class is natural when its carry, in nats, is above its score), "
-            f"from the scores and carries the reports recorded: backdoored runs with the target found {found} of {bd}; "
+    return (f"- Under the rules as they are now (agreement only where the mask anomaly reaches "
+            f"{AGREEMENT_MASK_SHARE:g} of the threshold; a class natural when its carry, in nats, is above its score), "
+            f"from the anomalies and carries the reports recorded: backdoored runs with the target found {found} of {bd}; "
             f"clean runs flagged {flagged} of {clean}; verdicts that differ from the runs' own: "
             f"{', '.join(changed) or 'none'}.")
 

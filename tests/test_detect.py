@@ -143,6 +143,12 @@ def test_agreement_needs_both_signals():
     assert float(a[3]) == 0.0  # a class whose mask is larger than usual gets no agreement
     # never above the larger signal, never below the smaller: both must point at the class
     assert bool((a <= torch.maximum(nc, fa)).all()) and bool((a >= torch.minimum(nc, fa).clamp(min=0)).all())
+    # a huge feature shift does not carry a mask barely out of the ordinary (a held-out clean CNN's T-shirt, 0.46 and
+    # 23.84): below the floor a class gets no agreement, at or above it the same as without one
+    nc, fa = torch.tensor([0.46, 1.10, 1.86]), torch.tensor([23.84, 7.57, 3.79])
+    assert float(agreement(nc, fa)[0]) > 3.0
+    floored = agreement(nc, fa, mask_floor=1.5)
+    assert floored[:2].tolist() == [0.0, 0.0] and float(floored[2]) == float(agreement(nc, fa)[2])
 
 
 def test_shown_trigger_is_the_family_that_scored():
