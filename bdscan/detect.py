@@ -454,7 +454,7 @@ def shared_proxies(x: torch.Tensor, y: torch.Tensor, num_classes: int, settings:
     for px, py, n, s, models in _SHARED:
         if (n == num_classes and s == settings and px.device == x.device and px.shape == x.shape
                 and py.shape == y.shape and torch.equal(px, x) and torch.equal(py, y)):
-            observer.message("proxy models: the ones trained for an earlier model on the same samples")
+            observer.message("proxy models reused (same samples as an earlier model)")
             return models
     models = train_proxies(x, y, num_classes, settings, observer)
     _SHARED[:] = [(x.clone(), y.clone(), num_classes, settings, models)]

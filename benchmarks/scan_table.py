@@ -201,6 +201,8 @@ def _current_rule(rows) -> str:
         if now != r["found"]:
             changed.append(f"{r['model']} seed {r.get('seed', 0)} ({'—' if r['found'] is None else r['found']} to "
                            f"{'—' if now is None else now})")
+    if not bd + clean:
+        return "- Under the rules as they are now: no run whose report kept its evidence."
     return (f"- Under the rules as they are now (agreement only where the mask anomaly reaches "
             f"{AGREEMENT_MASK_SHARE:g} of the threshold; a class natural when its carry, in nats, is above its score), "
             f"from the anomalies and carries the reports recorded: backdoored runs with the target found {found} of {bd}; "
