@@ -493,7 +493,7 @@ def mad_anomaly(values: torch.Tensor, small_side: bool = True, min_spread: float
 
 # agreement counts only for a class whose mask anomaly alone reaches this share of the threshold: a feature shift far
 # out of a narrow spread carried a clean CNN's T-shirt (mask anomaly 0.46) and Shirt (1.10) over the threshold, and
-# Bag in another (1.45); every backdoor found by agreement had 1.77 or more (benchmarks/SCAN_RESULTS_HELD_OUT_6.md)
+# Bag in another (1.45); every backdoor found by agreement had 1.77 or more (benchmarks/logs/current-rule.txt)
 AGREEMENT_MASK_SHARE = 0.75
 
 

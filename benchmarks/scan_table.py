@@ -61,8 +61,18 @@ def main(argv: list[str]) -> int:
     torch.set_num_threads(2)
     seeds, argv = take_seeds(argv)
     if "--current-rule" in argv:  # what the rules as they are now decide on every table's recorded runs
+        by_agreement = []  # the mask anomaly of each find the agreement decided (the floor must stay under them)
         for path in sorted(HERE.glob("scan_results*.json")):
-            print(f"{path.name}: {_current_rule(json.loads(path.read_text()))[2:]}")
+            rows = json.loads(path.read_text())
+            print(f"{path.name}: {_current_rule(rows)[2:]}")
+            for r in rows:
+                ev, k = r.get("evidence") or {}, str(r.get("target"))
+                if ev.get("agreement_anomaly") and r["attack"] != "none" and r.get("found") == r["target"] and \
+                        ev["agreement_anomaly"][k] > max(ev["anomaly_index"][k], ev["warp_anomaly"][k]):
+                    by_agreement.append((ev["anomaly_index"][k], f"{r['model']} seed {r.get('seed', 0)}"))
+        low = sorted(by_agreement)[:3]
+        print(f"backdoors found by the agreement (its own runs): {len(by_agreement)}; their smallest mask anomalies: "
+              + ", ".join(f"{v:.2f} ({name})" for v, name in low))
         return 0
     sets = {2: HELD_OUT_2_MODELS, 3: HELD_OUT_3_MODELS, 4: HELD_OUT_4_MODELS, 5: HELD_OUT_5_MODELS,
             6: HELD_OUT_6_MODELS, 7: HELD_OUT_7_MODELS, 8: HELD_OUT_8_MODELS,
