@@ -62,6 +62,7 @@ def main(argv: list[str]) -> int:
     seeds, argv = take_seeds(argv)
     if "--current-rule" in argv:  # what the rules as they are now decide on every table's recorded runs
         by_agreement = []  # the mask anomaly of each find the agreement decided (the floor must stay under them)
+        per_clean, per_target = [], []
         for path in sorted(HERE.glob("scan_results*.json")):
             rows = json.loads(path.read_text())
             print(f"{path.name}: {_current_rule(rows)[2:]}")
@@ -70,6 +71,20 @@ def main(argv: list[str]) -> int:
                 if ev.get("agreement_anomaly") and r["attack"] != "none" and r.get("found") == r["target"] and \
                         ev["agreement_anomaly"][k] > max(ev["anomaly_index"][k], ev["warp_anomaly"][k]):
                     by_agreement.append((ev["anomaly_index"][k], f"{r['model']} seed {r.get('seed', 0)}"))
+            for r in rows:  # carry per unit of score of the classes over the threshold, where a report kept both
+                ev = r.get("evidence") or {}
+                scores = scored_by_class(ev) if ev.get("carry") else {}
+                for k, v in scores.items():
+                    if v > r["threshold"] and r["attack"] == "none":
+                        per_clean.append((ev["carry"][k] / v, f"{r['model']} seed {r.get('seed', 0)} class {k}"))
+                    elif v > r["threshold"] and str(r.get("target")) == k:
+                        per_target.append((ev["carry"][k] / v, f"{r['model']} seed {r.get('seed', 0)}"))
+        natural = [p for p in per_clean if p[0] > 0]  # a clean class whose trigger carries nothing is no route
+        print("carry per unit of score, classes over the threshold: clean models' classes that carry, lowest "
+              + ", ".join(f"{v:.2f} ({name})" for v, name in sorted(natural)[:3])
+              + f" ({len(natural)} in all); backdoor targets, highest "
+              + ", ".join(f"{v:.2f} ({name})" for v, name in sorted(per_target, reverse=True)[:5])
+              + f" ({len(per_target)} in all)")
         low = sorted(by_agreement)[:3]
         print(f"backdoors found by the agreement (its own runs): {len(by_agreement)}; their smallest mask anomalies: "
               + ", ".join(f"{v:.2f} ({name})" for v, name in low))
