@@ -60,34 +60,8 @@ EXCESS_BAR = 0.018
 def main(argv: list[str]) -> int:
     torch.set_num_threads(2)
     seeds, argv = take_seeds(argv)
-    if "--current-rule" in argv:  # what the rules as they are now decide on every table's recorded runs
-        by_agreement = []  # the mask anomaly of each find the agreement decided (the floor must stay under them)
-        per_clean, per_target = [], []
-        for path in sorted(HERE.glob("scan_results*.json")):
-            rows = json.loads(path.read_text())
-            print(f"{path.name}: {_current_rule(rows)[2:]}")
-            for r in rows:
-                ev, k = r.get("evidence") or {}, str(r.get("target"))
-                if ev.get("agreement_anomaly") and r["attack"] != "none" and r.get("found") == r["target"] and \
-                        ev["agreement_anomaly"][k] > max(ev["anomaly_index"][k], ev["warp_anomaly"][k]):
-                    by_agreement.append((ev["anomaly_index"][k], f"{r['model']} seed {r.get('seed', 0)}"))
-            for r in rows:  # carry per unit of score of the classes over the threshold, where a report kept both
-                ev = r.get("evidence") or {}
-                scores = scored_by_class(ev) if ev.get("carry") else {}
-                for k, v in scores.items():
-                    if v > r["threshold"] and r["attack"] == "none":
-                        per_clean.append((ev["carry"][k] / v, f"{r['model']} seed {r.get('seed', 0)} class {k}"))
-                    elif v > r["threshold"] and str(r.get("target")) == k:
-                        per_target.append((ev["carry"][k] / v, f"{r['model']} seed {r.get('seed', 0)}"))
-        natural = [p for p in per_clean if p[0] > 0]  # a clean class whose trigger carries nothing is no route
-        print("carry per unit of score, classes over the threshold: clean models' classes that carry, lowest "
-              + ", ".join(f"{v:.2f} ({name})" for v, name in sorted(natural)[:3])
-              + f" ({len(natural)} in all); backdoor targets, highest "
-              + ", ".join(f"{v:.2f} ({name})" for v, name in sorted(per_target, reverse=True)[:5])
-              + f" ({len(per_target)} in all)")
-        low = sorted(by_agreement)[:3]
-        print(f"backdoors found by the agreement (its own runs): {len(by_agreement)}; their smallest mask anomalies: "
-              + ", ".join(f"{v:.2f} ({name})" for v, name in low))
+    if "--current-rule" in argv:
+        _print_current_rule()
         return 0
     sets = {2: HELD_OUT_2_MODELS, 3: HELD_OUT_3_MODELS, 4: HELD_OUT_4_MODELS, 5: HELD_OUT_5_MODELS,
             6: HELD_OUT_6_MODELS, 7: HELD_OUT_7_MODELS, 8: HELD_OUT_8_MODELS,
@@ -197,6 +171,35 @@ def _without_carry(rows) -> str:
     spans = "; ".join(f"{m} {min(v):+.2f} to {max(v):+.2f} ({len(v)} runs)" for m, v in targets.items())
     tail = f"- The target's carry, in the backdoored runs where it was taken: {spans or 'none'}"
     return "\n".join([head, *lines, tail, _current_rule(rows), _proxy_times(rows)])
+
+
+def _print_current_rule() -> None:
+    """What the rules as they are now decide on every table's recorded runs; the carry per unit of score of the
+    classes over the threshold at its extremes, and the mask anomalies of the finds the agreement decided (the floor
+    must stay under them)."""
+    by_agreement, per_clean, per_target = [], [], []
+    for path in sorted(HERE.glob("scan_results*.json")):
+        rows = json.loads(path.read_text())
+        print(f"{path.name}: {_current_rule(rows)[2:]}")
+        for r in rows:
+            ev, t = r.get("evidence") or {}, str(r.get("target"))
+            if ev.get("agreement_anomaly") and r["attack"] != "none" and r.get("found") == r["target"] and \
+                    ev["agreement_anomaly"][t] > max(ev["anomaly_index"][t], ev["warp_anomaly"][t]):
+                by_agreement.append((ev["anomaly_index"][t], f"{r['model']} seed {r.get('seed', 0)}"))
+            scores = scored_by_class(ev) if ev.get("carry") else {}
+            for k, v in scores.items():
+                if v > r["threshold"] and r["attack"] == "none":
+                    per_clean.append((ev["carry"][k] / v, f"{r['model']} seed {r.get('seed', 0)} class {k}"))
+                elif v > r["threshold"] and t == k:
+                    per_target.append((ev["carry"][k] / v, f"{r['model']} seed {r.get('seed', 0)}"))
+    natural = [p for p in per_clean if p[0] > 0]  # a clean class whose trigger carries nothing is no route
+    print("carry per unit of score, classes over the threshold: clean models' classes that carry, lowest "
+          + ", ".join(f"{v:.2f} ({name})" for v, name in sorted(natural)[:3])
+          + f" ({len(natural)} in all); backdoor targets, highest "
+          + ", ".join(f"{v:.2f} ({name})" for v, name in sorted(per_target, reverse=True)[:5])
+          + f" ({len(per_target)} in all)")
+    print(f"backdoors found by the agreement (its own runs): {len(by_agreement)}; their smallest mask anomalies: "
+          + ", ".join(f"{v:.2f} ({name})" for v, name in sorted(by_agreement)[:3]))
 
 
 def _current_rule(rows) -> str:
