@@ -29,6 +29,10 @@ def _scan(paths: list[Path], samples: Path, seed: int, out: Path) -> tuple[float
     return wall, json.loads(out.read_text())["models"]
 
 
+def _verdict(m: dict) -> str:
+    return f"class {m['target_class']}" if m["suspected"] else "clean"
+
+
 def main(argv: list[str]) -> int:
     seed = 0
     if "--seed" in argv:
@@ -53,9 +57,7 @@ def main(argv: list[str]) -> int:
         together_wall, together = _scan(paths, sdir, seed, Path(tmp) / "all.json")
     print(f"{'model':<22} {'alone s':>8} {'in one call s':>14}  verdict alone / in one call")
     for e, a, t in zip(chosen, alone, together):
-        def verdict(m):
-            return f"class {m['target_class']}" if m["suspected"] else "clean"
-        print(f"{e.name:<22} {a['seconds']:>8.1f} {t['seconds']:>14.1f}  {verdict(a)} / {verdict(t)}")
+        print(f"{e.name:<22} {a['seconds']:>8.1f} {t['seconds']:>14.1f}  {_verdict(a)} / {_verdict(t)}")
     same = all(a["evidence"].get("carry") == t["evidence"].get("carry") for a, t in zip(alone, together))
     print(f"one call per model: {alone_wall:.1f} s wall in all; one call for all: {together_wall:.1f} s wall "
           f"(every model's carry the same both ways: {'yes' if same else 'NO'})")
