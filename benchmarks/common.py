@@ -138,6 +138,14 @@ def earlier_rows(path: Path, wanted: set[str]) -> list[dict]:
     return [r for r in json.loads(path.read_text()) if r["model"] not in wanted]
 
 
+def take_seed(argv: list[str], default: int = 0) -> tuple[int, list[str]]:
+    """``--seed N`` taken out of ``argv``: (the seed, the rest of argv)."""
+    if "--seed" not in argv:
+        return default, argv
+    i = argv.index("--seed")
+    return int(argv[i + 1]), argv[:i] + argv[i + 2:]
+
+
 def take_seeds(argv: list[str], default: list[int] = (0, 1, 2)) -> tuple[list[int], list[str]]:
     """``--seeds 0,1,2`` taken out of ``argv``: (the seeds, the rest of argv)."""
     if "--seeds" not in argv:

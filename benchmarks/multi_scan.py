@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.common import machine, run_cli, sample_dirs
+from benchmarks.common import machine, run_cli, sample_dirs, take_seed
 from benchmarks.zoo import EVERY_MODEL, make
 
 DEFAULT = ["clean-cnn-s15", "clean-cnn-s18", "clean-cnn-s19", "clean-cnn-s20"]
@@ -34,10 +34,7 @@ def _verdict(m: dict) -> str:
 
 
 def main(argv: list[str]) -> int:
-    seed = 0
-    if "--seed" in argv:
-        i = argv.index("--seed")
-        seed, argv = int(argv[i + 1]), argv[:i] + argv[i + 2:]
+    seed, argv = take_seed(argv)
     entries = {e.name: e for e in EVERY_MODEL}
     chosen = [entries[n] for n in (argv or DEFAULT)]
     for e in chosen:

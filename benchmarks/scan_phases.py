@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from benchmarks.common import sample_dirs
+from benchmarks.common import sample_dirs, take_seed
 from benchmarks.zoo import HELD_OUT_MODELS, LAB_MODELS, SCAN_MODELS
 
 
@@ -26,11 +26,7 @@ def main(argv: list[str]) -> int:
     from bdscan.model import Normalized, load_model
 
     torch.set_num_threads(2)
-    seed = 0
-    if "--seed" in argv:
-        i = argv.index("--seed")
-        seed = int(argv[i + 1])
-        argv = argv[:i] + argv[i + 2:]
+    seed, argv = take_seed(argv)
     entries = {e.name: e for e in SCAN_MODELS + LAB_MODELS + HELD_OUT_MODELS}
     last: list[int] = []
     update = D._Smallest._update
