@@ -64,8 +64,17 @@ def triggers_of(doc: dict) -> dict:
                        flow=doc["flow"][k] if bool(warp[k]) else None) for k in range(len(doc["mask"]))}
 
 
+def carried(proxies, x, y, doc: dict, size: int | None = None):
+    """A saved search under these proxies: (raw scores, threshold, carry per class, the classes over the threshold)."""
+    from bdscan.detect import CarrySettings, carry
+
+    scores, thr = doc["scores"], float(doc.get("threshold", torch.tensor(2.0)))
+    c = carry(proxies, x, y, triggers_of(doc), CarrySettings.size if size is None else size)
+    return scores, thr, c, [k for k in range(len(scores)) if float(scores[k]) > thr]
+
+
 def main(argv: list[str]) -> int:
-    from bdscan.detect import CarrySettings, carry, train_proxies
+    from bdscan.detect import CarrySettings, train_proxies
 
     torch.set_num_threads(2)
     seeds, argv = take_seeds(argv, [0])
@@ -92,10 +101,7 @@ def main(argv: list[str]) -> int:
             if not path.exists():
                 print(f"{name} seed {seed}: no saved search")
                 continue
-            doc = torch.load(path, weights_only=True)
-            scores, thr = doc["scores"], float(doc.get("threshold", torch.tensor(2.0)))
-            c = carry(proxies, x, y, triggers_of(doc))
-            over = [k for k in range(len(scores)) if float(scores[k]) > thr]
+            scores, thr, c, over = carried(proxies, x, y, torch.load(path, weights_only=True))
             natural = [k for k in over if settings.natural(float(scores[k]), float(c[k]))]
             natural_carry += [float(c[k]) for k in natural]
             kept_carry += [float(c[k]) for k in over if k not in natural]

@@ -20,7 +20,7 @@ from dataclasses import replace
 
 import torch
 
-from benchmarks.carry import OUT, samples, triggers_of
+from benchmarks.carry import OUT, carried, samples
 from benchmarks.zoo import EVERY_MODEL
 
 DEFAULT = ["base", "width=16", "steps=100,lr=0.004", "proxies=4", "size=20", "size=14"]
@@ -28,7 +28,7 @@ DEFAULT = ["base", "width=16", "steps=100,lr=0.004", "proxies=4", "size=20", "si
 
 def main(argv: list[str]) -> int:
     import bdscan.model.builtin as builtin
-    from bdscan.detect import CarrySettings, carry, train_proxies
+    from bdscan.detect import CarrySettings, train_proxies
     from bdscan.devices import keep_freed_memory
 
     keep_freed_memory()
@@ -51,10 +51,8 @@ def main(argv: list[str]) -> int:
             natural, targets, per_natural, per_target = [], [], [], []
             for stem, doc in docs.items():
                 entry = entries[stem.rsplit("-s", 1)[0]]
-                scores, thr = doc["scores"], float(doc.get("threshold", torch.tensor(2.0)))
-                c = carry(proxies, x, y, triggers_of(doc), settings.size)
+                scores, thr, c, over = carried(proxies, x, y, doc, settings.size)
                 if entry.attack is None:
-                    over = [k for k in range(len(scores)) if float(scores[k]) > thr]
                     natural += [float(c[k]) for k in over]
                     per_natural += [float(c[k]) / float(scores[k]) for k in over]
                 elif float(scores[entry.target]) > thr:
