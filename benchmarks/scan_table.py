@@ -1,6 +1,6 @@
 """Issue 5 measure: `bdscan scan` on backdoored and clean lab models.
 
-    python -m benchmarks.scan_table [--seeds 0,1,2] [--held-out-2 | ... | --held-out-9] [MODEL_NAME ...]
+    python -m benchmarks.scan_table [--seeds 0,1,2] [--held-out-2 | ... | --held-out-10] [MODEL_NAME ...]
     python -m benchmarks.scan_table --current-rule
 
 For each model of benchmarks.zoo.SCAN_MODELS, then LAB_MODELS, then HELD_OUT_MODELS (trained once into
@@ -26,7 +26,9 @@ rule; ``--held-out-6`` for HELD_OUT_6_MODELS (four clean CNNs and two backdoors 
 unchanged since the fifth set), the same way, and ``--held-out-7`` for HELD_OUT_7_MODELS (three SIG CNNs toward other
 classes and two clean CNNs), and ``--held-out-8`` for HELD_OUT_8_MODELS (three clean CNNs and two more backdoors toward
 Bag, after the carry rule went from four proxy models to three), and ``--held-out-9`` for HELD_OUT_9_MODELS (two
-clean CNNs and three more backdoors toward Bag, after the carry rule's bar became the class's own score). Held-out tables also say what `--searches 3` would have decided on their runs (benchmarks/searches.py).
+clean CNNs and three more backdoors toward Bag, after the carry rule's bar became the class's own score), and
+``--held-out-10`` for HELD_OUT_10_MODELS (two clean CNNs, LF and WaNet toward Bag, Blended toward Pullover and
+BadNets toward Shirt, after the ninth set tested the score bar and the agreement floor). Held-out tables also say what `--searches 3` would have decided on their runs (benchmarks/searches.py).
 ``--current-rule`` prints, for every table's JSON, what the rules as they are now (the agreement floor, the carry
 rule's bar) decide on its recorded runs; tables from the fifth on print the same line.
 """
@@ -44,7 +46,7 @@ from benchmarks.common import machine, run_cli, sample_dirs, take_seeds, write_j
 from benchmarks.searches import line as searches_line
 from benchmarks.zoo import (HELD_OUT_2_MODELS, HELD_OUT_3_MODELS, HELD_OUT_4_MODELS, HELD_OUT_5_MODELS,
                             HELD_OUT_6_MODELS, HELD_OUT_7_MODELS, HELD_OUT_8_MODELS, HELD_OUT_9_MODELS,
-                            HELD_OUT_MODELS, HERE, LAB_MODELS, SCAN_MODELS, make)
+                            HELD_OUT_10_MODELS, HELD_OUT_MODELS, HERE, LAB_MODELS, SCAN_MODELS, make)
 
 ALL = SCAN_MODELS + LAB_MODELS + HELD_OUT_MODELS
 
@@ -65,7 +67,7 @@ def main(argv: list[str]) -> int:
         return 0
     sets = {2: HELD_OUT_2_MODELS, 3: HELD_OUT_3_MODELS, 4: HELD_OUT_4_MODELS, 5: HELD_OUT_5_MODELS,
             6: HELD_OUT_6_MODELS, 7: HELD_OUT_7_MODELS, 8: HELD_OUT_8_MODELS,
-            9: HELD_OUT_9_MODELS}
+            9: HELD_OUT_9_MODELS, 10: HELD_OUT_10_MODELS}
     held_out = next((n for n in sets if f"--held-out-{n}" in argv), None)
     argv = [a for a in argv if a not in {f"--held-out-{n}" for n in sets}]
     models = sets.get(held_out, ALL)
@@ -119,7 +121,7 @@ def main(argv: list[str]) -> int:
              3: "on the third held-out set of lab models", 4: "on the fourth held-out set of lab models",
              5: "on the fifth held-out set of lab models", 6: "on the sixth held-out set of lab models",
              7: "on the seventh held-out set of lab models", 8: "on the eighth held-out set of lab models",
-             9: "on the ninth held-out set of lab models"}[held_out]
+             9: "on the ninth held-out set of lab models", 10: "on the tenth held-out set of lab models"}[held_out]
     # the second table compares itself with the first; from the fifth on (after the carry rule) tables say what
     # the rule changed
     extra = ("\n" + _both_held_out(rows) if held_out == 2 else
@@ -178,7 +180,8 @@ def _print_current_rule() -> None:
     classes over the threshold at its extremes, and the mask anomalies of the finds the agreement decided (the floor
     must stay under them)."""
     by_agreement, per_clean, per_target = [], [], []
-    for path in sorted(HERE.glob("scan_results*.json")):
+    # in table order: the main one, then the held-out ones by number (10 after 9)
+    for path in sorted(HERE.glob("scan_results*.json"), key=lambda p: (len(p.stem), p.stem)):
         rows = json.loads(path.read_text())
         print(f"{path.name}: {_current_rule(rows)[2:]}")
         for r in rows:
