@@ -1,6 +1,6 @@
 """Issue 5 measure: `bdscan scan` on backdoored and clean lab models.
 
-    python -m benchmarks.scan_table [--seeds 0,1,2] [--held-out-2 | ... | --held-out-10] [MODEL_NAME ...]
+    python -m benchmarks.scan_table [--seeds 0,1,2] [--held-out-2 | ... | --held-out-11] [MODEL_NAME ...]
     python -m benchmarks.scan_table --current-rule
 
 For each model of benchmarks.zoo.SCAN_MODELS, then LAB_MODELS, then HELD_OUT_MODELS (trained once into
@@ -28,7 +28,8 @@ classes and two clean CNNs), and ``--held-out-8`` for HELD_OUT_8_MODELS (three c
 Bag, after the carry rule went from four proxy models to three), and ``--held-out-9`` for HELD_OUT_9_MODELS (two
 clean CNNs and three more backdoors toward Bag, after the carry rule's bar became the class's own score), and
 ``--held-out-10`` for HELD_OUT_10_MODELS (two clean CNNs, LF and WaNet toward Bag, Blended toward Pullover and
-BadNets toward Shirt, after the ninth set tested the score bar and the agreement floor). Held-out tables also say what `--searches 3` would have decided on their runs (benchmarks/searches.py).
+BadNets toward Shirt, after the ninth set tested the score bar and the agreement floor), and ``--held-out-11`` for
+HELD_OUT_11_MODELS (two clean CNNs and three Blended CNNs, after the blend family went in). Held-out tables also say what `--searches 3` would have decided on their runs (benchmarks/searches.py).
 ``--current-rule`` prints, for every table's JSON, what the rules as they are now (the agreement floor, the carry
 rule's bar) decide on its recorded runs; tables from the fifth on print the same line.
 """
@@ -46,7 +47,8 @@ from benchmarks.common import machine, run_cli, sample_dirs, take_seeds, write_j
 from benchmarks.searches import line as searches_line
 from benchmarks.zoo import (HELD_OUT_2_MODELS, HELD_OUT_3_MODELS, HELD_OUT_4_MODELS, HELD_OUT_5_MODELS,
                             HELD_OUT_6_MODELS, HELD_OUT_7_MODELS, HELD_OUT_8_MODELS, HELD_OUT_9_MODELS,
-                            HELD_OUT_10_MODELS, HELD_OUT_MODELS, HERE, LAB_MODELS, SCAN_MODELS, make)
+                            HELD_OUT_10_MODELS, HELD_OUT_11_MODELS, HELD_OUT_MODELS, HERE, LAB_MODELS, SCAN_MODELS,
+                            make)
 
 ALL = SCAN_MODELS + LAB_MODELS + HELD_OUT_MODELS
 
@@ -67,7 +69,7 @@ def main(argv: list[str]) -> int:
         return 0
     sets = {2: HELD_OUT_2_MODELS, 3: HELD_OUT_3_MODELS, 4: HELD_OUT_4_MODELS, 5: HELD_OUT_5_MODELS,
             6: HELD_OUT_6_MODELS, 7: HELD_OUT_7_MODELS, 8: HELD_OUT_8_MODELS,
-            9: HELD_OUT_9_MODELS, 10: HELD_OUT_10_MODELS}
+            9: HELD_OUT_9_MODELS, 10: HELD_OUT_10_MODELS, 11: HELD_OUT_11_MODELS}
     held_out = next((n for n in sets if f"--held-out-{n}" in argv), None)
     argv = [a for a in argv if a not in {f"--held-out-{n}" for n in sets}]
     models = sets.get(held_out, ALL)
@@ -121,7 +123,8 @@ def main(argv: list[str]) -> int:
              3: "on the third held-out set of lab models", 4: "on the fourth held-out set of lab models",
              5: "on the fifth held-out set of lab models", 6: "on the sixth held-out set of lab models",
              7: "on the seventh held-out set of lab models", 8: "on the eighth held-out set of lab models",
-             9: "on the ninth held-out set of lab models", 10: "on the tenth held-out set of lab models"}[held_out]
+             9: "on the ninth held-out set of lab models", 10: "on the tenth held-out set of lab models",
+             11: "on the eleventh held-out set of lab models"}[held_out]
     # the second table compares itself with the first; from the fifth on (after the carry rule) tables say what
     # the rule changed
     extra = ("\n" + _both_held_out(rows) if held_out == 2 else

@@ -198,10 +198,23 @@ HELD_OUT_10_MODELS = [
     Entry("badnets-cnn-t6-s37", attack="badnets", target=6, seed=37),
 ]
 
+# An eleventh held-out set, fixed and committed before training, for the blend family (per class the smallest blend
+# ratio of a whole-image pattern that sends the samples to it; its spread floor set midway between clean CNNs' largest
+# ratio and the Blended targets' smallest on the models seen): two clean CNNs and three Blended CNNs, toward Coat and
+# Ankle boot (no Blended model targeted them before) and toward Trouser again at another training seed.
+HELD_OUT_11_MODELS = [
+    Entry("clean-cnn-s38", attack=None, seed=38),
+    Entry("clean-cnn-s39", attack=None, seed=39),
+    Entry("blended-cnn-t4-s40", attack="blended", target=4, seed=40),
+    Entry("blended-cnn-t9-s41", attack="blended", target=9, seed=41),
+    Entry("blended-cnn-t1-s42", attack="blended", target=1, seed=42),
+]
+
 # every lab model, in training order
 EVERY_MODEL = (CLEAN_MODELS + SCAN_MODELS + LAB_MODELS + HELD_OUT_MODELS + HELD_OUT_2_MODELS + HELD_OUT_3_MODELS
                + HELD_OUT_4_MODELS + HELD_OUT_5_MODELS + HELD_OUT_6_MODELS
-               + HELD_OUT_7_MODELS + HELD_OUT_8_MODELS + HELD_OUT_9_MODELS + HELD_OUT_10_MODELS)
+               + HELD_OUT_7_MODELS + HELD_OUT_8_MODELS + HELD_OUT_9_MODELS + HELD_OUT_10_MODELS
+               + HELD_OUT_11_MODELS)
 
 
 def make(entry: Entry, progress=print, device: str = "cpu"):
