@@ -146,9 +146,10 @@ def forget_set(
 def _synthesise(wrapper, held_in: Samples, t: int, settings: CleanSettings, observer: Observer, timer: Timer,
                 detection: Detection | None = None) -> Trigger | TriggerMix:
     """The forget-set trigger toward ``t``: the smallest mask trigger, a larger one from an early-stopped inversion,
-    and a warp where one small enough to flag exists. The smallest mask matches a patch; alone it cost more clean
-    accuracy on image-wide triggers (SIG, low-frequency) in our tuning runs on lab models; the larger one covers them.
-    A detection already holds the smallest mask and the warp for every class."""
+    a warp where one small enough to flag exists, and the blend where detection scored one. The smallest mask matches
+    a patch; alone it cost more clean accuracy on image-wide triggers (SIG, low-frequency) in our tuning runs on lab
+    models; the larger one covers them. A detection already holds the smallest mask, the warp and the blend for every
+    class."""
 
     def run(invert, inv_settings):
         return with_backoff(
@@ -161,7 +162,10 @@ def _synthesise(wrapper, held_in: Samples, t: int, settings: CleanSettings, obse
         coarse = run(invert_triggers, settings.coarse_inversion)
         warp = detection.warps.get(t) if detection is not None else run(invert_warps, settings.warp)
     suspicious = warp is not None and warp_is_suspicious(warp, settings.warp.cap, settings.detect_threshold)
-    return TriggerMix((fine, coarse) + ((warp,) if suspicious else ()))
+    # a blend that scored toward the target (detection only: its anomaly needs every class's ratio)
+    blend = detection.blends.get(t) if detection is not None else None
+    blended = blend is not None and detection.blend_anomaly.get(t, 0.0) > settings.detect_threshold
+    return TriggerMix((fine, coarse) + ((warp,) if suspicious else ()) + ((blend,) if blended else ()))
 
 
 def _triggered_val(trigger: Trigger | TriggerMix, s: Samples, target: int, seed: int, copies: int = 3) -> Samples:

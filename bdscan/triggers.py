@@ -16,8 +16,9 @@ from bdscan.fileio import atomic_path
 def save_trigger_pngs(trigger: Trigger, folder: Path, stem: str) -> dict[str, str]:
     folder.mkdir(parents=True, exist_ok=True)
     out = {}
-    # a warp's pattern is a warped checkerboard, whole; a mask trigger's pattern matters only under its mask
-    pattern = trigger.pattern if trigger.kind == "warp" else trigger.pattern * (trigger.mask > 0.05)
+    # a warp's pattern is a warped checkerboard and a blend's covers the image, both whole; a mask trigger's pattern
+    # matters only under its mask
+    pattern = trigger.pattern if trigger.kind in ("warp", "blend") else trigger.pattern * (trigger.mask > 0.05)
     for kind, img in (("mask", trigger.mask), ("pattern", pattern)):
         target = folder / f"{stem}.{kind}.png"
         with atomic_path(target) as tmp:

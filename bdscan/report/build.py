@@ -100,6 +100,9 @@ def detection_dict(d) -> dict:
         "activation_excess": {str(k): round(v, 4) for k, v in d.activation_excess.items()},
         # pixels; null where no warp reached the success bar
         "warp_displacement_px": {str(k): _finite(t.displacement) for k, t in d.warps.items()},
+        # the blend family: each class's anomaly (scored) and smallest blend ratio (1 where no blend reached it)
+        **({"blend_anomaly": {str(k): round(v, 4) for k, v in d.blend_anomaly.items()},
+            "blend_ratio": {str(k): round(t.blend, 4) for k, t in d.blends.items()}} if d.blends else {}),
         "feature_shift": {str(k): round(v, 4) for k, v in d.feature_shift.items()},
         "seconds": round(d.seconds, 3),
         # nats over the median class, when a class passed the threshold; natural: those passed and not flagged
@@ -129,6 +132,13 @@ def trigger_doc(t) -> dict:
     doc = {"kind": t.kind, "target": t.target, "mask_l1": round(t.mask_l1, 6), "success": round(t.success, 4),
            "mask_png": png_base64(t.mask), "pattern_png": png_base64(t.pattern * (t.mask > 0.05))}
     warps = [p for p in getattr(t, "parts", (t,)) if p.kind == "warp"]
+    blends = [p for p in getattr(t, "parts", (t,)) if p.kind == "blend"]
+    if blends:
+        doc["blend_ratio"] = round(blends[0].blend, 4)
+        if t.kind == "blend":  # the pattern covers the whole image
+            doc["pattern_png"] = png_base64(t.pattern)
+        else:
+            doc["blend_png"] = png_base64(blends[0].pattern)
     if warps:
         doc["warp_displacement_px"] = _finite(warps[0].displacement)
         if t.kind == "warp":  # the checkerboard picture is whole, not masked

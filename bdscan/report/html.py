@@ -187,7 +187,11 @@ def _repair_section(rep: dict | None) -> list[str]:
 def _trigger_imgs(t: dict) -> list[str]:
     if t.get("kind") == "warp":
         return [_img(t.get("mask_png"), "where pixels move"), _img(t.get("pattern_png"), "warp, exaggerated")]
+    if t.get("kind") == "blend":
+        return [_img(t.get("pattern_png"), "blended pattern")]
     out = [_img(t.get("mask_png"), "mask"), _img(t.get("pattern_png"), "pattern")]
+    if t.get("blend_png"):
+        out.append(_img(t.get("blend_png"), "blended pattern"))
     if t.get("warp_png"):
         out.append(_img(t.get("warp_png"), "warp, exaggerated"))
     return out
@@ -196,12 +200,18 @@ def _trigger_imgs(t: dict) -> list[str]:
 def _trigger_caption(t: dict) -> str:
     warp = (f"the smallest smooth warp that sends other classes to the target moves pixels by "
             f"{t.get('warp_displacement_px')} px on average")
+    blend = (f"the weakest blend of a whole-image pattern that sends other classes to the target mixes in "
+             f"{pct(t.get('blend_ratio'))} of it")
     if t.get("kind") == "warp":
         return f"{warp[0].upper()}{warp[1:]}; it works on {pct(t.get('success'))} of samples."
+    if t.get("kind") == "blend":
+        return f"{blend[0].upper()}{blend[1:]}; it works on {pct(t.get('success'))} of samples."
     text = (f"The smallest mask and pattern that send other classes to the target: covers {pct(t.get('mask_l1'))} "
             f"of the image, works on {pct(t.get('success'))} of samples.")
-    if t.get("warp_displacement_px") is not None:
-        text += f" And {warp}: both were unlearned."
+    extra = ([blend] if t.get("blend_ratio") is not None else []) + \
+        ([warp] if t.get("warp_displacement_px") is not None else [])
+    if extra:
+        text += f" And {'; and '.join(extra)}: {'both' if len(extra) == 1 else 'all'} were unlearned."
     return text
 
 

@@ -188,7 +188,7 @@ def repair_history(history: list[dict], best_epoch: int | None) -> str:
 
 
 # the per-class signals detect() scores, as a report's `detection` carries them; the score is their largest
-SCORED = ("anomaly_index", "warp_anomaly", "agreement_anomaly")
+SCORED = ("anomaly_index", "warp_anomaly", "agreement_anomaly", "blend_anomaly")
 
 
 def scored_by_class(evidence: dict, flaggable: bool = False) -> dict[str, float]:

@@ -42,3 +42,23 @@ def test_suspected_model_carries_its_trigger_pictures(tmp_path):
 
 def test_clean_model_has_no_trigger(tmp_path):
     assert model_entry(outcome(tmp_path, False))["trigger"] is None
+
+
+def test_a_blend_that_scored_is_the_trigger_shown_whole_with_its_ratio(tmp_path):
+    from dataclasses import replace
+
+    o = outcome(tmp_path, True)
+    pattern = torch.linspace(0, 1, 28 * 28).reshape(1, 28, 28)
+    blends = {k: Trigger(k, torch.full((1, 28, 28), r), pattern, r, 0.97, blend=r)
+              for k, r in ((0, 0.2), (1, 0.21), (2, 0.06))}
+    det = replace(o.detection, anomaly={0: 0.1, 1: 0.2, 2: 0.4}, score=2.6, blends=blends,
+                  blend_anomaly={0: 0.0, 1: -0.1, 2: 2.6})
+    m = model_entry(replace(o, detection=det))
+    ev = m["evidence"]
+    assert ev["blend_ratio"] == {"0": 0.2, "1": 0.21, "2": 0.06} and ev["blend_anomaly"]["2"] == 2.6
+    t = m["trigger"]
+    assert t["kind"] == "blend" and t["blend_ratio"] == 0.06 and t["success"] == 0.97
+    shown = png(t["pattern_png"])
+    assert shown.getpixel((0, 0)) == 0 and shown.getpixel((27, 27)) == 255  # the whole pattern, not masked
+    # without blends (reports of models scanned before the family, or detection without it) no blend keys
+    assert "blend_ratio" not in model_entry(o)["evidence"]

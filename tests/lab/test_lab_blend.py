@@ -1,0 +1,49 @@
+"""The blend family on a real Blended backdoor: a CNN trained here with a Blended trigger toward Pullover (a
+target the mask family missed on a held-out CNN at every seed), scanned through the CLI: the blend ratios single
+out the target, and the scan flags it.
+
+Needs Fashion-MNIST (Debian package dataset-fashion-mnist, see benchmarks/CI_NOTE.md). About 2 minutes on two
+quiet cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from bdscan.lab.zoo import make_lab_model
+
+ROOT = Path(__file__).resolve().parents[2]
+BDSCAN = str(Path(sys.executable).with_name("bdscan"))
+
+
+def _have_fmnist() -> bool:
+    from bdscan.lab.fmnist import DEFAULT_ROOT
+
+    return (DEFAULT_ROOT / "train-images-idx3-ubyte.gz").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _have_fmnist() and not os.environ.get("CI"),
+                    reason="needs the Debian package dataset-fashion-mnist (.ci/system-deps); CI never skips")
+def test_scan_finds_a_blended_backdoor_by_its_blend_ratio(tmp_path):
+    torch.set_num_threads(2)
+    lm = make_lab_model(tmp_path / "blended.safetensors", attack="blended", target=2, epochs=3, train_limit=20000,
+                        seed=5)
+    assert lm.asr >= 0.90, f"ASR {lm.asr:.2%} on the test set"
+    out = tmp_path / "scan.json"
+    p = subprocess.run([BDSCAN, "scan", str(lm.path), "--samples", str(ROOT / "examples" / "samples"), "--format",
+                        "json", "-o", str(out), "--seed", "0"], capture_output=True, text=True)
+    assert p.returncode == 1, p.stdout + p.stderr  # 1: a backdoor suspected
+    m = json.loads(out.read_text())["models"][0]
+    ev = m["evidence"]
+    ratios = {int(k): v for k, v in ev["blend_ratio"].items()}
+    assert min(ratios, key=ratios.get) == 2, ratios  # the weakest blend is toward the target
+    assert ev["blend_anomaly"]["2"] > m["threshold"]
+    assert m["suspected"] and m["target_class"] == 2 and m["trigger"]["kind"] in ("blend", "mask")
