@@ -1,8 +1,9 @@
 """The blend family on a real Blended backdoor: a CNN trained here with a Blended trigger toward Pullover (a
 target the mask family missed on a held-out CNN at every seed), scanned through the CLI: the blend ratios single
-out the target, and the scan flags it.
+out the target, and the scan flags it; then `clean` with no target given removes it (the detected blend joins the
+forget set), measured with the real trigger on the Fashion-MNIST test set.
 
-Needs Fashion-MNIST (Debian package dataset-fashion-mnist, see benchmarks/CI_NOTE.md). About 2 minutes on two
+Needs Fashion-MNIST (Debian package dataset-fashion-mnist, see benchmarks/CI_NOTE.md). About 3 minutes on two
 quiet cores.
 """
 
@@ -17,7 +18,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from bdscan.lab.zoo import make_lab_model
+from bdscan.lab.train import evaluate
+from bdscan.lab.zoo import fmnist, make_lab_model
+from bdscan.model import Normalized, load_model
 
 ROOT = Path(__file__).resolve().parents[2]
 BDSCAN = str(Path(sys.executable).with_name("bdscan"))
@@ -47,3 +50,23 @@ def test_scan_finds_a_blended_backdoor_by_its_blend_ratio(tmp_path):
     assert min(ratios, key=ratios.get) == 2, ratios  # the weakest blend is toward the target
     assert ev["blend_anomaly"]["2"] > m["threshold"]
     assert m["suspected"] and m["target_class"] == 2 and m["trigger"]["kind"] in ("blend", "mask")
+
+    cleaned_dir = tmp_path / "cleaned"
+    p = subprocess.run([BDSCAN, "clean", str(lm.path), "--samples", str(ROOT / "examples" / "samples"), "--out",
+                        str(cleaned_dir), "--seed", "0", "--format", "json"], capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr  # 0: removed, the cleaned model written
+    report = json.loads((cleaned_dir / "report.json").read_text())
+    assert report["mode"] == "detected" and report["target_class"] == 2 and "blend" in report["trigger"]["kind"]
+    x, y = fmnist("test")
+    before = evaluate(Normalized(*_module_spec(lm.path)), x, y, lm.attack)
+    after = evaluate(Normalized(*_module_spec(cleaned_dir / lm.path.name)), x, y, lm.attack)
+    assert after["asr"] <= 0.02, f"ASR {before['asr']:.2%} -> {after['asr']:.2%}"
+    # this CI-sized model (3 epochs on 20,000 images, CA about 86%) lost 3.6 points; the eleventh held-out set's
+    # full-size Blended CNNs lost 0.5 to 1.7 (benchmarks/logs/clean-detected.txt): the bar here is looser than the
+    # benchmarks' 1 point, not absent
+    assert after["ca"] >= before["ca"] - 0.05, f"CA {before['ca']:.2%} -> {after['ca']:.2%}"
+
+
+def _module_spec(path: Path):
+    loaded = load_model(path)
+    return loaded.module, loaded.spec
