@@ -100,10 +100,9 @@ LOG_SPREAD_FLOOR = 0.6
 
 
 @dataclass(frozen=True)
-class InversionSettings:
-    # 200 steps with a patience of 40 stopped at masks 14 and 31 times the size 500 steps reach on the Trojan CNN
-    # and the BadNets VGG (16% of the image for a 3x3 patch; benchmarks/inversion_steps.py), and clean then
-    # unlearned the wrong trigger
+class SearchSettings:
+    """What every trigger search (``_search``) reads: steps, images a step, learning rate, the size weight's start,
+    the success bar, the patience and how often success is checked. Each family's settings derive from it."""
     steps: int = 500
     batch: int = 16
     lr: float = 0.1
@@ -111,6 +110,13 @@ class InversionSettings:
     success_bar: float = 0.95
     patience: int = 150
     check_every: int = 10
+
+
+@dataclass(frozen=True)
+class InversionSettings(SearchSettings):
+    """The mask family. 200 steps with a patience of 40 stopped at masks 14 and 31 times the size 500 steps reach on
+    the Trojan CNN and the BadNets VGG (16% of the image for a 3x3 patch; benchmarks/inversion_steps.py), and clean
+    then unlearned the wrong trigger."""
 
 
 @contextmanager
@@ -183,8 +189,9 @@ class _Smallest:
             return better
 
 
-def _search(model, x, y, classes, settings, g: torch.Generator, params: list[torch.Tensor], lr: float, betas,
-            perturb, keep, phase: str, label: str, observer: Observer, until_all_found: bool = False) -> _Smallest:
+def _search(model, x, y, classes, settings: SearchSettings, g: torch.Generator, params: list[torch.Tensor],
+            lr: float, betas, perturb, keep, phase: str, label: str, observer: Observer,
+            until_all_found: bool = False) -> _Smallest:
     """The loop both trigger families share: each step a random batch of the samples, every class's candidate
     applied to it (``perturb(batch) -> (images, size per class, state)``), one optimiser step; ``keep(better,
     state)`` stores the classes that found a smaller successful trigger. Stops after ``settings.patience`` steps
@@ -247,15 +254,12 @@ def _invert(model, x, y, classes, settings: InversionSettings, seed: int, observ
 
 
 @dataclass(frozen=True)
-class WarpSettings:
+class WarpSettings(SearchSettings):
     steps: int = 300
-    batch: int = 16
     lr: float = 0.05
-    grid: int = 4  # control points per side: smooth warps only
-    init_lambda: float = 0.05
     success_bar: float = 0.9
     patience: int = 100
-    check_every: int = 10
+    grid: int = 4  # control points per side: smooth warps only
     cap: float = 1.0  # pixels: warps larger than this count as natural (no warp reached a clean lab model's class)
 
 
@@ -322,19 +326,14 @@ def warp_is_suspicious(trigger: Trigger, cap: float, threshold: float) -> bool:
 
 
 @dataclass(frozen=True)
-class BlendSettings:
+class BlendSettings(SearchSettings):
     """The blend family: per class a whole-image pattern and a blend ratio, ``(1 - a) x + a p``; the smallest ratio
     that sends other classes' samples to the class. A Blended backdoor's trigger covers the whole image, so no small
     mask reaches it (held-out Blended CNNs toward Sneaker, Trouser and Pullover were missed), but a weak blend does:
     its target took a ratio about a quarter of the median class's, where clean CNNs' smallest (Shirt) took half."""
     steps: int = 150  # every Blended target ranked first at 150 steps as at 300 in the runs the family was chosen on
-    batch: int = 16
-    lr: float = 0.1
-    init_ratio: float = 0.3
-    init_lambda: float = 0.05
-    success_bar: float = 0.95
     patience: int = 100
-    check_every: int = 10
+    init_ratio: float = 0.3
     # log units: the spread floor of the ratios' anomaly index, so the threshold (2.0) falls at a log ratio of 0.94
     # to the median class, midway between clean CNNs' largest (0.74) and Blended targets' smallest (1.15) in the
     # runs it was chosen on (seed 0 at 300 steps, seed 1 at 150); benchmarks/blends.py prints the shipped settings'
