@@ -140,8 +140,14 @@ def invert_triggers(
     settings: InversionSettings = InversionSettings(), seed: int = 0, observer: Observer = NULL_OBSERVER,
 ) -> dict[int, Trigger]:
     """Synthesise a trigger per class in ``classes``; ``model`` takes pixel-space input in [0,1]."""
+    return _frozen_search(_invert, model, x, y, classes, settings, seed, observer)
+
+
+def _frozen_search(family, model, x, y, classes, settings: SearchSettings, seed: int, observer: Observer):
+    """A trigger family's search (``family``) run with the model frozen and in full precision, from a generator
+    seeded with ``seed`` (every family draws its start and its batches from it)."""
     with frozen(model), full_precision(next(model.parameters()).device):
-        return _invert(model, x, y, classes, settings, seed, observer)
+        return family(model, x, y, classes, settings, torch.Generator().manual_seed(seed), observer)
 
 
 class _Smallest:
@@ -222,9 +228,9 @@ def _search(model, x, y, classes, settings: SearchSettings, g: torch.Generator, 
     return track
 
 
-def _invert(model, x, y, classes, settings: InversionSettings, seed: int, observer: Observer) -> dict[int, Trigger]:
+def _invert(model, x, y, classes, settings: InversionSettings, g: torch.Generator,
+            observer: Observer) -> dict[int, Trigger]:
     device = next(model.parameters()).device
-    g = torch.Generator().manual_seed(seed)
     k_n = len(classes)
     _, c, h, w = x.shape
     mask_p = (torch.randn(k_n, 1, h, w, generator=g) * 0.1 - 2.0).to(device).requires_grad_(True)
@@ -269,13 +275,12 @@ def invert_warps(
 ) -> dict[int, Trigger]:
     """Per class, the smallest smooth warp that sends other classes to it; ``displacement`` is inf where no warp
     reached the success bar."""
-    with frozen(model), full_precision(next(model.parameters()).device):
-        return _invert_warps(model, x, y, classes, settings, seed, observer)
+    return _frozen_search(_invert_warps, model, x, y, classes, settings, seed, observer)
 
 
-def _invert_warps(model, x, y, classes, settings: WarpSettings, seed: int, observer: Observer) -> dict[int, Trigger]:
+def _invert_warps(model, x, y, classes, settings: WarpSettings, g: torch.Generator,
+                  observer: Observer) -> dict[int, Trigger]:
     device = next(model.parameters()).device
-    g = torch.Generator().manual_seed(seed)
     k_n = len(classes)
     _, c, h, w = x.shape
     ctrl = (torch.randn(k_n, 2, settings.grid, settings.grid, generator=g) * 0.1).to(device).requires_grad_(True)
@@ -346,13 +351,12 @@ def invert_blends(
 ) -> dict[int, Trigger]:
     """Per class, the smallest blend ratio of a whole-image pattern that sends other classes to it; a class no
     blend reached keeps ratio 1."""
-    with frozen(model), full_precision(next(model.parameters()).device):
-        return _invert_blends(model, x, y, classes, settings, seed, observer)
+    return _frozen_search(_invert_blends, model, x, y, classes, settings, seed, observer)
 
 
-def _invert_blends(model, x, y, classes, settings: BlendSettings, seed: int, observer: Observer) -> dict[int, Trigger]:
+def _invert_blends(model, x, y, classes, settings: BlendSettings, g: torch.Generator,
+                   observer: Observer) -> dict[int, Trigger]:
     device = next(model.parameters()).device
-    g = torch.Generator().manual_seed(seed)
     k_n = len(classes)
     _, c, h, w = x.shape
     ratio_p = torch.full((k_n,), math.log(settings.init_ratio / (1 - settings.init_ratio)), device=device)
