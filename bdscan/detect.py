@@ -492,7 +492,9 @@ def train_proxies(x: torch.Tensor, y: torch.Tensor, num_classes: int, settings: 
         for i in range(settings.proxies):
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(i)
-                m = SmallCNN(num_classes, in_channels=x.shape[1]).to(x.device)
+                # channels_last: a quarter less time training on this CPU (oneDNN's layout); different float
+                # order gives other proxies, as another CPU would (carry moved by up to 1.6 nats on the bundled CNNs)
+                m = SmallCNN(num_classes, in_channels=x.shape[1]).to(x.device, memory_format=torch.channels_last)
             g = torch.Generator().manual_seed(i)
             opt = torch.optim.Adam(m.parameters(), lr=settings.lr, weight_decay=1e-4)
             m.train()
@@ -500,7 +502,8 @@ def train_proxies(x: torch.Tensor, y: torch.Tensor, num_classes: int, settings: 
                 for _ in range(settings.steps):
                     idx = torch.randint(0, len(xs), (batch,), generator=g).to(x.device)
                     dx, dy = torch.randint(-settings.shift, settings.shift + 1, (2,), generator=g).tolist()
-                    loss = F.cross_entropy(m(torch.roll(xs[idx], (dy, dx), (2, 3))), y[idx])
+                    xb = torch.roll(xs[idx], (dy, dx), (2, 3)).contiguous(memory_format=torch.channels_last)
+                    loss = F.cross_entropy(m(xb), y[idx])
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
