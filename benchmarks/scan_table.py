@@ -1,6 +1,6 @@
 """Issue 5 measure: `bdscan scan` on backdoored and clean lab models.
 
-    python -m benchmarks.scan_table [--seeds 0,1,2] [--held-out-2 | ... | --held-out-11] [MODEL_NAME ...]
+    python -m benchmarks.scan_table [--seeds 0,1,2] [--held-out-2 | ... | --held-out-12] [MODEL_NAME ...]
     python -m benchmarks.scan_table --current-rule
 
 For each model of benchmarks.zoo.SCAN_MODELS, then LAB_MODELS, then HELD_OUT_MODELS (trained once into
@@ -29,7 +29,8 @@ Bag, after the carry rule went from four proxy models to three), and ``--held-ou
 clean CNNs and three more backdoors toward Bag, after the carry rule's bar became the class's own score), and
 ``--held-out-10`` for HELD_OUT_10_MODELS (two clean CNNs, LF and WaNet toward Bag, Blended toward Pullover and
 BadNets toward Shirt, after the ninth set tested the score bar and the agreement floor), and ``--held-out-11`` for
-HELD_OUT_11_MODELS (two clean CNNs and three Blended CNNs, after the blend family went in). Held-out tables also say what `--searches 3` would have decided on their runs (benchmarks/searches.py).
+HELD_OUT_11_MODELS (two clean CNNs and three Blended CNNs, after the blend family went in), and ``--held-out-12``
+for HELD_OUT_12_MODELS (two clean CNNs, input-aware, Trojan and WaNet toward new targets). Held-out tables also say what `--searches 3` would have decided on their runs (benchmarks/searches.py).
 ``--current-rule`` prints, for every table's JSON, what the rules as they are now (the agreement floor, the carry
 rule's bar) decide on its recorded runs; tables from the fifth on print the same line.
 """
@@ -47,8 +48,8 @@ from benchmarks.common import machine, run_cli, sample_dirs, take_seeds, write_j
 from benchmarks.searches import line as searches_line
 from benchmarks.zoo import (HELD_OUT_2_MODELS, HELD_OUT_3_MODELS, HELD_OUT_4_MODELS, HELD_OUT_5_MODELS,
                             HELD_OUT_6_MODELS, HELD_OUT_7_MODELS, HELD_OUT_8_MODELS, HELD_OUT_9_MODELS,
-                            HELD_OUT_10_MODELS, HELD_OUT_11_MODELS, HELD_OUT_MODELS, HERE, LAB_MODELS, SCAN_MODELS,
-                            make)
+                            HELD_OUT_10_MODELS, HELD_OUT_11_MODELS, HELD_OUT_12_MODELS, HELD_OUT_MODELS, HERE,
+                            LAB_MODELS, SCAN_MODELS, make)
 
 ALL = SCAN_MODELS + LAB_MODELS + HELD_OUT_MODELS
 
@@ -69,7 +70,8 @@ def main(argv: list[str]) -> int:
         return 0
     sets = {2: HELD_OUT_2_MODELS, 3: HELD_OUT_3_MODELS, 4: HELD_OUT_4_MODELS, 5: HELD_OUT_5_MODELS,
             6: HELD_OUT_6_MODELS, 7: HELD_OUT_7_MODELS, 8: HELD_OUT_8_MODELS,
-            9: HELD_OUT_9_MODELS, 10: HELD_OUT_10_MODELS, 11: HELD_OUT_11_MODELS}
+            9: HELD_OUT_9_MODELS, 10: HELD_OUT_10_MODELS, 11: HELD_OUT_11_MODELS,
+            12: HELD_OUT_12_MODELS}
     held_out = next((n for n in sets if f"--held-out-{n}" in argv), None)
     argv = [a for a in argv if a not in {f"--held-out-{n}" for n in sets}]
     models = sets.get(held_out, ALL)

@@ -210,11 +210,22 @@ HELD_OUT_11_MODELS = [
     Entry("blended-cnn-t1-s42", attack="blended", target=1, seed=42),
 ]
 
+# A twelfth held-out set, fixed and committed before training, for the tool as it ships after the blend family and
+# channels_last proxies: two clean CNNs, and three attacks toward targets none of their kind had: input-aware toward
+# Dress (the only input-aware model before aimed at T-shirt), Trojan toward Sneaker and WaNet toward Pullover.
+HELD_OUT_12_MODELS = [
+    Entry("clean-cnn-s43", attack=None, seed=43),
+    Entry("clean-cnn-s44", attack=None, seed=44),
+    Entry("inputaware-cnn-t3-s45", attack="inputaware", target=3, seed=45),
+    Entry("trojan-cnn-t7-s46", attack="trojan", target=7, seed=46),
+    Entry("wanet-cnn-t2-s47", attack="wanet", target=2, seed=47),
+]
+
 # every lab model, in training order
 EVERY_MODEL = (CLEAN_MODELS + SCAN_MODELS + LAB_MODELS + HELD_OUT_MODELS + HELD_OUT_2_MODELS + HELD_OUT_3_MODELS
                + HELD_OUT_4_MODELS + HELD_OUT_5_MODELS + HELD_OUT_6_MODELS
                + HELD_OUT_7_MODELS + HELD_OUT_8_MODELS + HELD_OUT_9_MODELS + HELD_OUT_10_MODELS
-               + HELD_OUT_11_MODELS)
+               + HELD_OUT_11_MODELS + HELD_OUT_12_MODELS)
 
 
 def make(entry: Entry, progress=print, device: str = "cpu"):
