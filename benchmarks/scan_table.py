@@ -121,12 +121,9 @@ def main(argv: list[str]) -> int:
             filled += 1
     if filled:
         write_json(old, rows)
-    title = {None: "on lab models", 2: "on the second held-out set of lab models",
-             3: "on the third held-out set of lab models", 4: "on the fourth held-out set of lab models",
-             5: "on the fifth held-out set of lab models", 6: "on the sixth held-out set of lab models",
-             7: "on the seventh held-out set of lab models", 8: "on the eighth held-out set of lab models",
-             9: "on the ninth held-out set of lab models", 10: "on the tenth held-out set of lab models",
-             11: "on the eleventh held-out set of lab models"}[held_out]
+    ordinal = ["second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth", "eleventh",
+               "twelfth"]
+    title = f"on the {ordinal[held_out - 2]} held-out set of lab models" if held_out else "on lab models"
     # the second table compares itself with the first; from the fifth on (after the carry rule) tables say what
     # the rule changed
     extra = ("\n" + _both_held_out(rows) if held_out == 2 else
