@@ -464,6 +464,9 @@ class CarrySettings:
     # +2.19 to +2.73 at scores 3.10 to 4.83; clean Bag +3.35 to +7.34 at 2.01 to 4.77): a more anomalous class
     # needs more carry to be taken for natural (benchmarks/SCAN_RESULTS_HELD_OUT_8.md)
     bar: float = 1.0
+    # oneDNN's layout: training takes a quarter less time on a 2-core CPU. Float order differs, so the proxies do
+    # too, as on another CPU: the carries move by up to 1.6 nats (benchmarks/proxy_layout.py)
+    channels_last: bool = True
 
     def natural(self, score: float, carried: float) -> bool:
         return carried > self.bar * score
@@ -484,6 +487,7 @@ def train_proxies(x: torch.Tensor, y: torch.Tensor, num_classes: int, settings: 
     from bdscan.model.builtin import SmallCNN
 
     xs, y = _proxy_input(x, settings.size), y.to(x.device)
+    layout = torch.channels_last if settings.channels_last else torch.contiguous_format
     batch = min(settings.batch, len(xs))  # a handful of samples: no use drawing each many times a step
     out = []
     observer.start("proxies", f"proxy models ({settings.proxies}) trained on the samples",
@@ -492,9 +496,7 @@ def train_proxies(x: torch.Tensor, y: torch.Tensor, num_classes: int, settings: 
         for i in range(settings.proxies):
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(i)
-                # channels_last: a quarter less time training on this CPU (oneDNN's layout); different float
-                # order gives other proxies, as another CPU would (carry moved by up to 1.6 nats on the bundled CNNs)
-                m = SmallCNN(num_classes, in_channels=x.shape[1]).to(x.device, memory_format=torch.channels_last)
+                m = SmallCNN(num_classes, in_channels=x.shape[1]).to(x.device, memory_format=layout)
             g = torch.Generator().manual_seed(i)
             opt = torch.optim.Adam(m.parameters(), lr=settings.lr, weight_decay=1e-4)
             m.train()
@@ -502,7 +504,7 @@ def train_proxies(x: torch.Tensor, y: torch.Tensor, num_classes: int, settings: 
                 for _ in range(settings.steps):
                     idx = torch.randint(0, len(xs), (batch,), generator=g).to(x.device)
                     dx, dy = torch.randint(-settings.shift, settings.shift + 1, (2,), generator=g).tolist()
-                    xb = torch.roll(xs[idx], (dy, dx), (2, 3)).contiguous(memory_format=torch.channels_last)
+                    xb = torch.roll(xs[idx], (dy, dx), (2, 3)).contiguous(memory_format=layout)
                     loss = F.cross_entropy(m(xb), y[idx])
                     opt.zero_grad(set_to_none=True)
                     loss.backward()

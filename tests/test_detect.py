@@ -308,10 +308,12 @@ def test_reference_searches_run_once_per_seed_and_samples(monkeypatch):
     assert first.reference["path"] == "clean-cnn.safetensors" and set(first.reference["mask_l1"]) == set(range(10))
 
 
-def test_a_trigger_that_draws_the_class_carries_to_proxy_models_and_a_patch_does_not():
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_a_trigger_that_draws_the_class_carries_to_proxy_models_and_a_patch_does_not(channels_last):
     """Proxy models trained on the clean samples alone: the mean Bag image pasted over other classes' images raises
     Bag there by far more than the median class's trigger does; a corner patch, a shortcut they never learned,
-    raises nothing. Images are restored: the global RNG is left as it was."""
+    raises nothing. Images are restored: the global RNG is left as it was. Either memory layout (the shipped
+    channels_last, or the default) trains proxies that tell them apart."""
     loaded = load_model(EXAMPLES / "models" / "clean-cnn.safetensors")
     s = load_samples(EXAMPLES / "samples", loaded.spec, min_per_class=2)
     patch = torch.zeros(1, 28, 28)
@@ -319,9 +321,11 @@ def test_a_trigger_that_draws_the_class_carries_to_proxy_models_and_a_patch_does
     triggers = {k: Trigger(k, patch, torch.ones(1, 28, 28), float(patch.mean()), 1.0) for k in range(10)}
     triggers[8] = Trigger(8, torch.ones(1, 28, 28), s.of_class(8).x.mean(0), 1.0, 1.0)
     state = torch.random.get_rng_state()
-    settings = CarrySettings(proxies=2, steps=150)
+    settings = CarrySettings(proxies=2, steps=150, channels_last=channels_last)
     proxies = train_proxies(s.x, s.y, 10, settings)
     assert torch.equal(torch.random.get_rng_state(), state)
+    conv = proxies[0].features[2][0].weight  # the second stage: a one-channel weight fits both layouts
+    assert conv.is_contiguous(memory_format=torch.channels_last) == channels_last
     c = carry(proxies, s.x, s.y, triggers)
     assert float(c[8]) > 4.0  # nats
     assert float(c.median()) == 0.0 and all(abs(float(c[k])) < 2.0 for k in range(8))
