@@ -3,9 +3,10 @@
     python -m benchmarks.scan_phases [--seed N] [MODEL_NAME ...]
 
 Per lab model (default: the BadNets CNN, VGG and resnet18), on the folded copy detection searches: seconds for the
-mask inversion, the warp search, the feature shift and MM-BD, and per class the last step at which the mask
-inversion found a smaller successful mask (of 500). Classes still improving near step 500 mean stopping classes
-early would not shorten the search.
+mask inversion, the warp search, the blend search, the feature shift, MM-BD and the carry rule's proxy models
+(trained only when some class passes the threshold), and per class the last step at which the mask inversion found
+a smaller successful mask (of 500). Classes still improving near step 500 mean stopping classes early would not
+shorten the search. (logs/scan-phases.txt was written before the blend search and the proxies.)
 """
 
 from __future__ import annotations
@@ -56,11 +57,17 @@ def main(argv: list[str]) -> int:
             D.invert_warps(model, s.x, s.y, classes, seed=seed)
             times["warp search"] = time.perf_counter() - t0
             t0 = time.perf_counter()
+            D.invert_blends(model, s.x, s.y, classes, seed=seed)
+            times["blend search"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
             D.feature_shift(model, s.x, s.y, triggers, len(classes))
             times["feature shift"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             D.max_margins(model, tuple(s.x.shape[1:]), classes, seed=seed)
             times["MM-BD"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            D.train_proxies(s.x, s.y, len(classes))
+            times["proxy models"] = time.perf_counter() - t0
             print(f"{name} (seed {seed}): " + ", ".join(f"{k} {v:.1f} s" for k, v in times.items()), flush=True)
             print(f"  last step a class's mask shrank: {improved}", flush=True)
     finally:
