@@ -30,7 +30,8 @@ clean CNNs and three more backdoors toward Bag, after the carry rule's bar becam
 ``--held-out-10`` for HELD_OUT_10_MODELS (two clean CNNs, LF and WaNet toward Bag, Blended toward Pullover and
 BadNets toward Shirt, after the ninth set tested the score bar and the agreement floor), and ``--held-out-11`` for
 HELD_OUT_11_MODELS (two clean CNNs and three Blended CNNs, after the blend family went in), and ``--held-out-12``
-for HELD_OUT_12_MODELS (two clean CNNs, input-aware, Trojan and WaNet toward new targets). Held-out tables also say what `--searches 3` would have decided on their runs (benchmarks/searches.py).
+for HELD_OUT_12_MODELS (two clean CNNs, input-aware, Trojan and WaNet toward new targets). Held-out tables also say
+what `--searches 3` would have decided on their runs (benchmarks/searches.py).
 ``--current-rule`` prints, for every table's JSON, what the rules as they are now (the agreement floor, the carry
 rule's bar) decide on its recorded runs; tables from the fifth on print the same line.
 """
