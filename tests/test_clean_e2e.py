@@ -128,10 +128,11 @@ def test_clean_reads_detection_settings_from_the_settings_file(tmp_path, monkeyp
     from bdscan.errors import ExitCode
     from tests.conftest import make_model_file, write_samples
 
-    path, _, _ = make_model_file(tmp_path, "bdscan.small_cnn", classes=3)
-    write_samples(tmp_path / "s", classes=3)
+    # 16x16 inputs: six detections run here, and the settings, not the searches, are under test
+    path, _, _ = make_model_file(tmp_path, "bdscan.small_cnn", shape=(1, 16, 16), classes=3)
+    write_samples(tmp_path / "s", shape=(16, 16), classes=3)
     monkeypatch.chdir(tmp_path)
-    ref, _, _ = make_model_file(tmp_path, "bdscan.small_cnn", classes=3, name="release", seed=1)
+    ref, _, _ = make_model_file(tmp_path, "bdscan.small_cnn", shape=(1, 16, 16), classes=3, name="release", seed=1)
     (tmp_path / ".bdscan.toml").write_text('threshold = 1e9\nsearches = 2\nreference = "release.safetensors"\n')
     r = CliRunner().invoke(app, ["clean", path.name, "--samples", "s", "--out", "out", "--format", "json", "--quiet"])
     assert r.exit_code == ExitCode.OK, r.output
