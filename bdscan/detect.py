@@ -529,8 +529,26 @@ def shared_proxies(x: torch.Tensor, y: torch.Tensor, num_classes: int, settings:
                 and py.shape == y.shape and torch.equal(px, x) and torch.equal(py, y)):
             observer.message("proxy models reused (same samples as an earlier model)")
             return models
-    models = train_proxies(x, y, num_classes, settings, observer)
+    models = _cached_proxies(x, y, num_classes, settings, observer)
     _SHARED[:] = [(x.clone(), y.clone(), num_classes, settings, models)]
+    return models
+
+
+def _cached_proxies(x: torch.Tensor, y: torch.Tensor, num_classes: int, settings: CarrySettings,
+                    observer: Observer) -> list[nn.Module]:
+    """``train_proxies`` through the on-disk cache (bdscan.proxycache): a later scan on the same samples loads them."""
+    from bdscan import proxycache
+    from bdscan.model.builtin import SmallCNN
+
+    digest = proxycache.key(x, y, num_classes, settings)
+    layout = torch.channels_last if settings.channels_last else torch.contiguous_format
+    models = proxycache.load(digest, lambda: SmallCNN(num_classes, in_channels=x.shape[1]), settings.proxies,
+                             x.device, layout)
+    if models is not None:
+        observer.message(f"proxy models loaded from the cache ({proxycache.cache_dir()})")
+        return models
+    models = train_proxies(x, y, num_classes, settings, observer)
+    proxycache.save(digest, models)
     return models
 
 

@@ -17,6 +17,19 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 
 
+def pytest_configure(config):
+    """One proxy-model cache for the whole run, the CLI's child processes included: never the user's own (~/.cache),
+    and scans of the same samples share their proxies as a CI job's would."""
+    import atexit
+    import os
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="bdscan-test-cache-")
+    os.environ["BDSCAN_CACHE_DIR"] = folder
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+
+
 def perturb(model: nn.Module, seed: int = 0) -> nn.Module:
     """Random weights and BatchNorm statistics, so an identity-like model cannot pass a round trip."""
     g = torch.Generator().manual_seed(seed)

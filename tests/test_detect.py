@@ -337,6 +337,7 @@ def test_models_scanned_on_the_same_samples_share_their_proxy_models(monkeypatch
     import bdscan.detect as detect_module
 
     monkeypatch.setattr(detect_module, "_SHARED", [])
+    monkeypatch.setenv("BDSCAN_CACHE_DIR", "off")  # the in-memory sharing alone
     trained = []
     real = detect_module.train_proxies
     monkeypatch.setattr(detect_module, "train_proxies", lambda *a, **k: trained.append(1) or real(*a, **k))
@@ -349,6 +350,70 @@ def test_models_scanned_on_the_same_samples_share_their_proxy_models(monkeypatch
     # what makes sharing safe: training again gives the very same weights
     for a, b in zip(first, real(x, y, 10, settings)):
         assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+class _Said:
+    def __init__(self):
+        self.lines = []
+
+    def __getattr__(self, name):
+        return lambda *a, **k: None
+
+    def message(self, text):
+        self.lines.append(text)
+
+
+def test_proxy_models_come_back_from_the_disk_cache_as_they_were_trained(tmp_path, monkeypatch):
+    """A later process scanning against the same samples loads the proxies instead of training them: the very same
+    weights, so the same carries. A damaged file is trained over, not trusted; other settings get their own file."""
+    import bdscan.detect as detect_module
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("BDSCAN_CACHE_DIR", str(cache))
+    trained = []
+    real = detect_module.train_proxies
+    monkeypatch.setattr(detect_module, "train_proxies", lambda *a, **k: trained.append(1) or real(*a, **k))
+    model, x, y = _small_case()
+    settings = CarrySettings(proxies=2, steps=3)
+    monkeypatch.setattr(detect_module, "_SHARED", [])
+    first = shared_proxies(x, y, 10, settings)
+    files = list(cache.iterdir())
+    assert len(trained) == 1 and len(files) == 1 and files[0].suffix == ".safetensors"
+
+    monkeypatch.setattr(detect_module, "_SHARED", [])  # a new process
+    said = _Said()
+    again = shared_proxies(x, y, 10, settings, said)
+    assert len(trained) == 1 and any("loaded from the cache" in line for line in said.lines)
+    for a, b in zip(first, again):
+        assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+        assert b.features[2][0].weight.is_contiguous(memory_format=torch.channels_last)
+        assert not b.training and torch.equal(a(x), b(x))
+
+    files[0].write_bytes(b"not a safetensors file")
+    monkeypatch.setattr(detect_module, "_SHARED", [])
+    shared_proxies(x, y, 10, settings)
+    assert len(trained) == 2 and files[0].stat().st_size > 100  # trained again and stored whole
+    monkeypatch.setattr(detect_module, "_SHARED", [])
+    shared_proxies(x, y, 10, replace(settings, steps=4))
+    assert len(trained) == 3 and len(list(cache.iterdir())) == 2
+
+
+@pytest.mark.parametrize("where", ["off", "a-file/cache"])
+def test_a_cache_turned_off_or_not_writable_is_passed_over(tmp_path, monkeypatch, where):
+    import bdscan.detect as detect_module
+
+    from bdscan import proxycache
+
+    (tmp_path / "a-file").write_text("in the way")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("BDSCAN_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert proxycache.cache_dir() == tmp_path / "xdg" / "bdscan"  # the default, where nothing says otherwise
+    monkeypatch.setenv("BDSCAN_CACHE_DIR", where)
+    monkeypatch.setattr(detect_module, "_SHARED", [])
+    _, x, y = _small_case()
+    proxies = shared_proxies(x, y, 10, CarrySettings(proxies=1, steps=2))
+    assert len(proxies) == 1 and sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
 
 
 def test_a_class_needs_more_carry_the_more_anomalous_it_is():

@@ -55,6 +55,10 @@ def clean_cmd(
     1  the trigger still works after cleaning (reports written, no model)
     2  runtime error: unreadable or corrupt model or image, failed export
     4  usage error: bad flags, unknown architecture
+
+    Environment:
+    BDSCAN_CACHE_DIR  where proxy models trained on the samples are kept, so later scans on the same samples load them
+                      (default ~/.cache/bdscan; off: train them every time)
     """
     from bdscan.errors import ExitCode, UsageError
     from bdscan.model.loader import model_format

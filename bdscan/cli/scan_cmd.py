@@ -64,6 +64,10 @@ def scan_cmd(
     2  a model could not be read
     3  nothing was scanned (no supported model among the inputs)
     4  usage error: bad flags, unknown architecture
+
+    Environment:
+    BDSCAN_CACHE_DIR  where proxy models trained on the samples are kept, so later scans on the same samples load them
+                      (default ~/.cache/bdscan; off: train them every time)
     """
     from bdscan.accepted import load_accepted, mark_accepted
     from bdscan.cli.settings_file import load_defaults, path_setting, searches_setting, threshold_setting
