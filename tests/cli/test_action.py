@@ -53,3 +53,15 @@ def test_action_scan_and_gate_steps(tmp_path):
                                                                    {"exit-code": "1"})],
                                        env=env, capture_output=True, text=True)
     assert gate("true").returncode == 1 and gate("false").returncode == 0
+
+
+def test_action_keeps_the_proxy_cache_between_runs_unless_told_not_to():
+    """The cache step and the folder the scan is pointed at both follow the `cache` input; off means off."""
+    steps = {s.get("name"): s for s in ACTION["runs"]["steps"]}
+    cache = steps["Proxy-model cache"]
+    assert cache["uses"].startswith("actions/cache@") and cache["if"] == "inputs.cache == 'true'"
+    folder = steps["Scan"]["env"]["BDSCAN_CACHE_DIR"]
+    for where in (cache["with"]["path"], folder):
+        assert "runner.temp" in where and "bdscan-cache" in where
+    assert "inputs.cache == 'true'" in folder and folder.endswith("|| 'off' }}")
+    assert ACTION["inputs"]["cache"]["default"] == "true"
