@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 FORMAT = "bdscan-proxies-1"  # bumped when what a file holds, or how proxies are built, changes
+KEEP = 32  # files kept (about 2.5 MB each for a 10-class task); the least recently used go first
 
 
 def cache_dir() -> Path | None:
@@ -73,6 +74,7 @@ def load(digest: str, build, count: int, device, layout) -> list[nn.Module] | No
             models.append(m.to(device, memory_format=layout).eval())
         if len(tensors) != sum(len(m.state_dict()) for m in models):
             return None
+        os.utime(path)  # recently used: pruned last
         return models
     except Exception:  # a damaged or foreign file: train instead (it is replaced after)
         return None
@@ -93,6 +95,13 @@ def save(digest: str, models: list[nn.Module]) -> bool:
                    for k, v in m.state_dict().items()}
         with atomic_path(_path(folder, digest)) as tmp:
             save_file(tensors, str(tmp), metadata={"key": digest, "format": FORMAT})
+        _prune(folder)
         return True
     except Exception:  # a read-only home, a full disk: the scan goes on without the cache
         return False
+
+
+def _prune(folder: Path) -> None:
+    files = sorted(folder.glob("proxies-*.safetensors"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in files[KEEP:]:
+        old.unlink(missing_ok=True)

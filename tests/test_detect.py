@@ -6,6 +6,7 @@ scoring against a trusted reference model, and the carry of a trigger to proxy m
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import replace
 
 import pytest
@@ -396,6 +397,16 @@ def test_proxy_models_come_back_from_the_disk_cache_as_they_were_trained(tmp_pat
     monkeypatch.setattr(detect_module, "_SHARED", [])
     shared_proxies(x, y, 10, replace(settings, steps=4))
     assert len(trained) == 3 and len(list(cache.iterdir())) == 2
+
+    from bdscan import proxycache
+
+    monkeypatch.setattr(proxycache, "KEEP", 2)  # the cache does not grow without end: the least recently used goes
+    os.utime(files[0], (1, 1))
+    monkeypatch.setattr(detect_module, "_SHARED", [])
+    shared_proxies(x, y, 10, settings)  # loaded: now the most recently used
+    monkeypatch.setattr(detect_module, "_SHARED", [])
+    shared_proxies(x, y, 10, replace(settings, steps=5))
+    assert len(trained) == 4 and files[0].exists() and len(list(cache.iterdir())) == 2
 
 
 @pytest.mark.parametrize("where", ["off", "a-file/cache"])
