@@ -34,10 +34,12 @@ def cache_dir() -> Path | None:
 
 
 def key(x: torch.Tensor, y: torch.Tensor, num_classes: int, settings) -> str:
-    """Digest of what the proxies are a function of. The torch version and device type are in it because float order
-    differs between them, and so would the proxies."""
+    """Digest of what the proxies are a function of. bdscan's version stands for the code that trains them; the torch
+    version and device type are in it because float order differs between them, and so would the proxies."""
     h = hashlib.sha256()
-    about = [FORMAT, torch.__version__, x.device.type, str(num_classes), str(tuple(x.shape)),
+    from bdscan import __version__
+
+    about = [FORMAT, __version__, torch.__version__, x.device.type, str(num_classes), str(tuple(x.shape)),
              repr(sorted(dataclasses.asdict(settings).items()))]
     h.update("\0".join(about).encode())
     h.update(x.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
@@ -69,7 +71,8 @@ def load(digest: str, build, count: int, device, layout) -> list[nn.Module] | No
         for i in range(count):
             prefix = f"{i}."
             state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-            m = build()
+            with torch.random.fork_rng(devices=[]):  # a model built to be overwritten must not move the global RNG
+                m = build()
             m.load_state_dict(state, strict=True)
             models.append(m.to(device, memory_format=layout).eval())
         if len(tensors) != sum(len(m.state_dict()) for m in models):

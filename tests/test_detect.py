@@ -383,8 +383,10 @@ def test_proxy_models_come_back_from_the_disk_cache_as_they_were_trained(tmp_pat
 
     monkeypatch.setattr(detect_module, "_SHARED", [])  # a new process
     said = _Said()
+    state = torch.random.get_rng_state()
     again = shared_proxies(x, y, 10, settings, said)
     assert len(trained) == 1 and any("loaded from the cache" in line for line in said.lines)
+    assert torch.equal(torch.random.get_rng_state(), state)  # as training leaves it: a run is the same either way
     for a, b in zip(first, again):
         assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
         assert b.features[2][0].weight.is_contiguous(memory_format=torch.channels_last)
