@@ -47,9 +47,12 @@ def test_clean_twice_with_one_seed_gives_identical_outputs(tmp_path):
     args = ["clean", str(MODEL), "--samples", str(SAMPLES), "--trigger-samples", str(trig), "--epochs", "3",
             "--seed", "1", "--device", "cpu", "--format", "json", "--quiet"]
     outs = [tmp_path / "a", tmp_path / "b"]
-    procs = [subprocess.Popen(bdscan_cmd() + args + ["--out", str(o)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              stdin=subprocess.DEVNULL, text=True, env=env, cwd=tmp_path) for o in outs]
-    results = [(p.returncode, out, err) for p in procs for out, err in [p.communicate(timeout=900)]]
+    # one after the other: two at once, each with torch's default threads, took 264 s on a slow 2-core CI run
+    results = []
+    for o in outs:
+        p = subprocess.run(bdscan_cmd() + args + ["--out", str(o)], capture_output=True, stdin=subprocess.DEVNULL,
+                           text=True, env=env, cwd=tmp_path, timeout=900)
+        results.append((p.returncode, p.stdout, p.stderr))
     shown = "\n".join(f"exit {c}\nstderr: {e}" for c, _, e in results)
     assert [c for c, _, _ in results] == [0, 0], shown
 
