@@ -32,8 +32,8 @@ def _step(name: str, inputs: dict, outputs: dict | None = None) -> str:
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
 def test_action_scan_and_gate_steps(tmp_path):
-    path, _, _ = make_model_file(tmp_path, "bdscan.small_cnn", classes=3, name="net")
-    write_samples(tmp_path / "s", classes=3)
+    path, _, _ = make_model_file(tmp_path, "bdscan.small_cnn", shape=(1, 16, 16), classes=3, name="net")
+    write_samples(tmp_path / "s", shape=(16, 16), classes=3)
     (tmp_path / "pyproject.toml").write_text("[tool.bdscan]\nthreshold = -1e9\n")  # every model is flagged
     out, summary = tmp_path / "gh-output", tmp_path / "gh-summary"
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path),

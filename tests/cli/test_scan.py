@@ -67,7 +67,7 @@ def test_sarif_validates_against_schema(scan_doc, tmp_path):
 def test_sarif_of_errors_validates(tmp_path):
     broken = tmp_path / "broken.safetensors"
     broken.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}......")
-    write_samples(tmp_path / "s", classes=3)
+    write_samples(tmp_path / "s", shape=(16, 16), classes=3)
     r = invoke("scan", broken, "--samples", tmp_path / "s", "--format", "sarif", "--quiet")
     assert r.exit_code == ExitCode.RUNTIME, r.output
     sarif = json.loads(r.stdout)
@@ -78,7 +78,7 @@ def test_sarif_of_errors_validates(tmp_path):
 def test_nothing_scanned_is_never_clean(tmp_path):
     pt = tmp_path / "model.pt"
     pt.write_bytes(b"\x80\x04K\x01.")
-    write_samples(tmp_path / "s", classes=3)
+    write_samples(tmp_path / "s", shape=(16, 16), classes=3)
     r = invoke("scan", pt, "--samples", tmp_path / "s", "--format", "json", "--quiet")
     assert r.exit_code == ExitCode.NOTHING_SCANNED, r.output
     doc = json.loads(r.stdout)
@@ -102,8 +102,8 @@ def test_usage_errors(tmp_path, cnn_file):
 
 
 def test_settings_file_gives_defaults_and_flags_win(tmp_path, monkeypatch):
-    path, _, _ = make_model_file(tmp_path, "bdscan.small_cnn", classes=3)
-    write_samples(tmp_path / "s", classes=3)
+    path, _, _ = make_model_file(tmp_path, "bdscan.small_cnn", shape=(1, 16, 16), classes=3)
+    write_samples(tmp_path / "s", shape=(16, 16), classes=3)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "pyproject.toml").write_text('[tool.bdscan]\nsamples = "s"\nformat = "json"\nthreshold = 1e9\n')
     r = invoke("scan", path.name, "--quiet")
@@ -142,8 +142,8 @@ def test_a_setting_of_the_wrong_type_is_one_usage_error(tmp_path, monkeypatch, l
 
 
 def test_searches_from_settings_and_flags(tmp_path, monkeypatch):
-    path, _, _ = make_model_file(tmp_path, "bdscan.small_cnn", classes=3)
-    write_samples(tmp_path / "s", classes=3)
+    path, _, _ = make_model_file(tmp_path, "bdscan.small_cnn", shape=(1, 16, 16), classes=3)
+    write_samples(tmp_path / "s", shape=(16, 16), classes=3)
     monkeypatch.chdir(tmp_path)
     base = ("scan", path.name, "--samples", "s", "--format", "json", "--quiet")
     (tmp_path / ".bdscan.toml").write_text('searches = 2\n')
@@ -171,9 +171,9 @@ def test_reference_from_settings_and_flags(tmp_path, monkeypatch):
     runs = []
     real = detect_mod.detect
     monkeypatch.setattr(detect_mod, "detect", lambda *a, **k: runs.append(1) or real(*a, **k))
-    path, _, _ = make_model_file(tmp_path, "bdscan.small_cnn", classes=3)
-    ref, _, _ = make_model_file(tmp_path, "bdscan.small_cnn", classes=3, name="release", seed=1)
-    write_samples(tmp_path / "s", classes=3)
+    path, _, _ = make_model_file(tmp_path, "bdscan.small_cnn", shape=(1, 16, 16), classes=3)
+    ref, _, _ = make_model_file(tmp_path, "bdscan.small_cnn", shape=(1, 16, 16), classes=3, name="release", seed=1)
+    write_samples(tmp_path / "s", shape=(16, 16), classes=3)
     monkeypatch.chdir(tmp_path)
     (tmp_path / ".bdscan.toml").write_text('reference = "release.safetensors"\n')
     out = tmp_path / "r.json"
@@ -196,8 +196,8 @@ def test_reference_from_settings_and_flags(tmp_path, monkeypatch):
 
 
 def test_accepted_findings_pass_the_gate(tmp_path, monkeypatch):
-    path, _, _ = make_model_file(tmp_path, "bdscan.small_cnn", classes=3)
-    write_samples(tmp_path / "s", classes=3)
+    path, _, _ = make_model_file(tmp_path, "bdscan.small_cnn", shape=(1, 16, 16), classes=3)
+    write_samples(tmp_path / "s", shape=(16, 16), classes=3)
     monkeypatch.chdir(tmp_path)
     flag_all = ("scan", path.name, "--samples", "s", "--threshold", "-1e9", "--format", "json", "--quiet")
     r = invoke(*flag_all)
@@ -225,8 +225,8 @@ def test_pre_commit_hook_runs_for_real(tmp_path):
     assert pre_commit.exists(), "pre-commit is part of the test extra: pip install '.[test]'"
     repo = tmp_path / "repo"
     repo.mkdir()
-    path, _, _ = make_model_file(repo, "bdscan.small_cnn", classes=3, name="net")
-    write_samples(repo / "samples", classes=3)
+    path, _, _ = make_model_file(repo, "bdscan.small_cnn", shape=(1, 16, 16), classes=3, name="net")
+    write_samples(repo / "samples", shape=(16, 16), classes=3)
     (repo / "pyproject.toml").write_text('[tool.bdscan]\nsamples = "samples"\nthreshold = 1e9\n')
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path),
            "PRE_COMMIT_HOME": str(tmp_path / "pc"), "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
