@@ -480,12 +480,17 @@ def _proxy_input(x: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(x, size=(max(1, round(h * scale)), max(1, round(w * scale))), mode="area")
 
 
+def _proxy_model(num_classes: int, channels: int) -> nn.Module:
+    """The proxies' architecture: trained here, and rebuilt to load cached weights into."""
+    from bdscan.model.builtin import SmallCNN
+
+    return SmallCNN(num_classes, in_channels=channels)
+
+
 def train_proxies(x: torch.Tensor, y: torch.Tensor, num_classes: int, settings: CarrySettings = CarrySettings(),
                   observer: Observer = NULL_OBSERVER) -> list[nn.Module]:
     """``settings.proxies`` small CNNs trained from scratch on the samples (seeds 0, 1, ...; the global RNG is left
     as it was)."""
-    from bdscan.model.builtin import SmallCNN
-
     xs, y = _proxy_input(x, settings.size), y.to(x.device)
     layout = torch.channels_last if settings.channels_last else torch.contiguous_format
     batch = min(settings.batch, len(xs))  # a handful of samples: no use drawing each many times a step
@@ -496,7 +501,7 @@ def train_proxies(x: torch.Tensor, y: torch.Tensor, num_classes: int, settings: 
         for i in range(settings.proxies):
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(i)
-                m = SmallCNN(num_classes, in_channels=x.shape[1]).to(x.device, memory_format=layout)
+                m = _proxy_model(num_classes, x.shape[1]).to(x.device, memory_format=layout)
             g = torch.Generator().manual_seed(i)
             opt = torch.optim.Adam(m.parameters(), lr=settings.lr, weight_decay=1e-4)
             m.train()
@@ -538,11 +543,10 @@ def _cached_proxies(x: torch.Tensor, y: torch.Tensor, num_classes: int, settings
                     observer: Observer) -> list[nn.Module]:
     """``train_proxies`` through the on-disk cache (bdscan.proxycache): a later scan on the same samples loads them."""
     from bdscan import proxycache
-    from bdscan.model.builtin import SmallCNN
 
     digest = proxycache.key(x, y, num_classes, settings)
     layout = torch.channels_last if settings.channels_last else torch.contiguous_format
-    models = proxycache.load(digest, lambda: SmallCNN(num_classes, in_channels=x.shape[1]), settings.proxies,
+    models = proxycache.load(digest, lambda: _proxy_model(num_classes, x.shape[1]), settings.proxies,
                              x.device, layout)
     if models is not None:
         observer.message(f"proxy models loaded from the cache ({proxycache.cache_dir()})")
