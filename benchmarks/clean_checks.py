@@ -16,8 +16,7 @@ import sys
 
 import torch
 
-from benchmarks.common import machine, sample_dirs, take_seed
-from benchmarks.zoo import EVERY_MODEL, make
+from benchmarks.common import machine, take_seed, zoo_models
 
 
 def main(argv: list[str]) -> int:
@@ -38,12 +37,8 @@ def main(argv: list[str]) -> int:
     torch.set_num_threads(2)
     seed, names = take_seed(argv)
     settings = CleanSettings(seed=seed)
-    entries = {e.name: e for e in EVERY_MODEL}
     print(f"Machine: {machine()}; seed {seed}", flush=True)
-    for name in names:
-        e = entries[name]
-        lm = make(e)
-        sdir, _, x, y = sample_dirs(e, lm.attack)
+    for e, lm, sdir, x, y in zoo_models(names):
         loaded = load_model(e.cli_path)
         inner, spec = loaded.module.eval(), loaded.spec
 

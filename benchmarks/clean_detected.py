@@ -17,19 +17,14 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import machine, measure, pct, run_cli, sample_dirs, take_seed
-from benchmarks.zoo import EVERY_MODEL, make
+from benchmarks.common import machine, measure, pct, run_cli, take_seed, zoo_models
 
 
 def main(argv: list[str]) -> int:
     torch.set_num_threads(2)
     seed, names = take_seed(argv)
-    entries = {e.name: e for e in EVERY_MODEL}
     print(f"Machine: {machine()}; seed {seed}", flush=True)
-    for name in names:
-        e = entries[name]
-        lm = make(e)
-        sdir, _, x, y = sample_dirs(e, lm.attack)
+    for e, lm, sdir, x, y in zoo_models(names):
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "out"
             rc, wall, stdout, stderr, _ = run_cli(["clean", str(e.cli_path), "--samples", str(sdir), "--out", str(out),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.zoo import CACHE, ROOT, Entry
+from benchmarks.zoo import CACHE, EVERY_MODEL, ROOT, Entry, make
 
 PER_CLASS = 10  # clean samples per class handed to bdscan
 TRIGGER_IMAGES = 30  # images carrying the real trigger, for the BDK setting
@@ -77,6 +77,17 @@ def sample_dirs(entry: Entry, attack) -> tuple[Path, Path | None, torch.Tensor, 
         xt[trig] = attack.apply(x[trig])
         write_folder(tdir, xt, y, trig)
     return sdir, tdir, x[measure], y[measure]
+
+
+def zoo_models(names: list[str]):
+    """Per name in benchmarks.zoo: (entry, lab model, samples dir, measure x, measure y), the model made first if
+    needed."""
+    entries = {e.name: e for e in EVERY_MODEL}
+    for name in names:
+        e = entries[name]
+        lm = make(e)
+        sdir, _, x, y = sample_dirs(e, lm.attack)
+        yield e, lm, sdir, x, y
 
 
 def measure(model_path: Path, attack, x: torch.Tensor, y: torch.Tensor) -> dict:

@@ -16,8 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.common import machine, run_cli, sample_dirs
-from benchmarks.zoo import EVERY_MODEL, make
+from benchmarks.common import machine, run_cli, zoo_models
 
 DEFAULT = ["badnets-cnn", "clean-cnn", "trojan-cnn-t7-s46", "inputaware-cnn-t3-s45"]
 
@@ -40,20 +39,18 @@ def same(a: dict, b: dict) -> bool:
 
 def main(argv: list[str]) -> int:
     names = argv or DEFAULT
-    entries = {e.name: e for e in EVERY_MODEL}
     print(f"Machine: {machine()}; seed 0; one CLI process per scan", flush=True)
     with tempfile.TemporaryDirectory() as cache:
-        for name in names:
-            e = entries[name]
-            lm = make(e)
-            sdir, _, _, _ = sample_dirs(e, lm.attack)
+        for e, _, sdir, _, _ in zoo_models(names):
+            name = e.name
             _, cold, off = scan(e, sdir, "off")
             _, warm, on = scan(e, sdir, cache)
             used = bool(off["evidence"].get("carry"))
             print(f"{name}: cache off {cold:.1f} s, cache kept {warm:.1f} s; proxies {'used' if used else 'not needed'}; "
                   f"suspected {off['suspected']}, target {off.get('target_class')}, score {off['score']}; "
                   f"same with the cache: {'yes' if same(off, on) else 'NO'}", flush=True)
-        print(f"cache files: {sorted(p.name for p in Path(cache).iterdir())}")
+        sizes = {p.name: p.stat().st_size for p in sorted(Path(cache).iterdir())}
+        print(f"cache files: {', '.join(f'{n} ({b / 1e6:.2f} MB)' for n, b in sizes.items())}")
     return 0
 
 
