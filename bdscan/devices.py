@@ -10,6 +10,7 @@ from typing import Callable, TypeVar
 import torch
 from torch import nn
 
+from bdscan.allocator import keep_freed_memory  # noqa: F401  (benchmarks and scripts import it from here)
 from bdscan.errors import DeviceError, UsageError
 
 T = TypeVar("T")
@@ -62,22 +63,6 @@ def prepare(model: nn.Module, device: torch.device) -> nn.Module:
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     return model
-
-
-def keep_freed_memory() -> None:
-    """Ask glibc to keep freed blocks up to 32 MiB in the heap instead of handing them back to the kernel. The
-    trigger searches allocate and free the same activation buffers every step; by default each came back as
-    fresh zeroed pages (kernel time of a small-CNN scan 9.6 s without this, 0.7 s with; benchmarks/inference_copy.py).
-    Process-wide, so the CLI calls it, not the library; a no-op where the C library has no mallopt."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"))
-        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD: keep up to 1 GiB of free heap
-        libc.mallopt(-3, 1 << 25)  # M_MMAP_THRESHOLD: 32 MiB, the largest glibc accepts
-    except (OSError, AttributeError, TypeError):
-        pass
 
 
 def inference_copy(model: nn.Module, probe: torch.Tensor) -> nn.Module:

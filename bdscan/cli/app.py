@@ -111,7 +111,7 @@ _register()
 
 
 def main() -> None:
-    from bdscan.devices import keep_freed_memory
+    from bdscan.allocator import keep_freed_memory
 
     keep_freed_memory()
     typer.main.get_command(app).main(prog_name="bdscan")
