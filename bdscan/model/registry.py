@@ -102,14 +102,34 @@ def _torchvision_builder(name: str) -> Builder:
 
 def _builtins() -> dict[str, ArchInfo]:
     import bdscan.model.builtin  # noqa: F401  (registers via decorator)
-    from torchvision import models
 
-    merged = {
-        f"torchvision.{n}": ArchInfo(f"torchvision.{n}", "torchvision", _torchvision_builder(n))
-        for n in sorted(models.list_models(module=models))
-    }
-    merged.update(_BUILTINS)
-    return merged
+    return dict(_BUILTINS)
+
+
+_TORCHVISION: dict[str, ArchInfo] | None = None
+
+
+def _torchvision_archs() -> dict[str, ArchInfo]:
+    """``torchvision.<name>`` for every torchvision classifier. Listed on first need only: importing
+    torchvision.models pulls in torch._dynamo (about 3.5 s here), which a run on any other architecture never uses."""
+    global _TORCHVISION
+    if _TORCHVISION is None:
+        from torchvision import models
+
+        _TORCHVISION = {
+            f"torchvision.{n}": ArchInfo(f"torchvision.{n}", "torchvision", _torchvision_builder(n))
+            for n in sorted(models.list_models(module=models))
+        }
+    return _TORCHVISION
+
+
+def _builtin_held(name: str, archs: dict[str, ArchInfo]) -> str | None:
+    """Who already provides ``name`` among the built-ins and the plugins read so far, if anyone."""
+    if name in archs:
+        return archs[name].source
+    if name.startswith("torchvision.") and name in _torchvision_archs():
+        return "torchvision"
+    return None
 
 
 def _warn(msg: str) -> None:
@@ -125,8 +145,8 @@ def _entry_points(group: str) -> list[tuple[importlib.metadata.EntryPoint, str]]
 def _build_table() -> _Table:
     archs = _builtins()
     for ep, dist in _entry_points(ENTRY_POINT_GROUP):
-        if ep.name in archs:
-            held = archs[ep.name].source
+        held = _builtin_held(ep.name, archs)
+        if held is not None:
             _warn(f"plugin {dist!r} provides architecture {ep.name!r}, which {held!r} already provides; "
                   f"using the one from {held!r}")
             continue
@@ -158,7 +178,7 @@ def reset_plugins() -> None:
 
 def available() -> dict[str, ArchInfo]:
     """Every architecture name, built-ins and plugins (plugins are not imported until built)."""
-    return dict(_tables().archs)
+    return {**_torchvision_archs(), **_tables().archs}
 
 
 def families() -> dict[str, FamilyInfo]:
@@ -244,12 +264,14 @@ def lookup(name: str, allow_code: bool = True) -> ArchInfo:
     table = _tables()
     if name in table.archs:
         return table.archs[name]
+    if name.startswith("torchvision.") and name in _torchvision_archs():
+        return _torchvision_archs()[name]
     found = _from_family(name, table)
     if found is not None:
         return found
     # a bare torchvision name is a common slip: accept it
-    if f"torchvision.{name}" in table.archs:
-        return table.archs[f"torchvision.{name}"]
+    if f"torchvision.{name}" in _torchvision_archs():
+        return _torchvision_archs()[f"torchvision.{name}"]
     custom = sorted(n for n in table.archs if not n.startswith("torchvision."))
     patterns = ["torchvision.<name>"] + [f"{p}.<name>" for p in sorted(table.families)]
     raise ArchitectureError(

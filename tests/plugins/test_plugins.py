@@ -136,6 +136,17 @@ def test_plugins_are_imported_only_when_built():
     assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr
 
 
+def test_torchvision_is_imported_only_for_its_models():
+    """A model of a bdscan or plugin architecture never waits for torchvision (it imports torch._dynamo, seconds);
+    a torchvision name still resolves, bare or prefixed, and the listing still has every torchvision model."""
+    code = ("import sys; from bdscan.model import registry; registry.build('bdscan.small_cnn', 3, 1); "
+            "registry.build('example.tinynet', 3, 1); assert 'torchvision' not in sys.modules; "
+            "assert registry.lookup('resnet18') is registry.lookup('torchvision.resnet18'); "
+            "assert registry.available()['torchvision.vgg11'].source == 'torchvision'; print('ok')")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr
+
+
 # --- each plugin end to end ------------------------------------------------------------------------------
 
 def _save(root: Path, k: int, i: int, arr: np.ndarray) -> None:
@@ -294,6 +305,26 @@ def test_family_clash_with_a_builtin_prefix_warns(tmp_path, monkeypatch):
                                                         "provides; using the ones from 'torchvision'"):
             assert "torchvision" not in registry.families()
         assert registry.lookup("torchvision.resnet18").source == "torchvision"
+    finally:
+        registry.reset_plugins()
+
+
+def test_plugin_naming_a_torchvision_model_warns_and_torchvision_wins(tmp_path, monkeypatch):
+    """torchvision's names are listed only on first need, yet a plugin still cannot take one over."""
+    site = tmp_path / "site"
+    write_dist(site, "bdscan-tv-net", {"torchvision.resnet18": "bdscan_tv_net:build",
+                                       "torchvision.not_a_torchvision_model": "bdscan_tv_net:build"},
+               {"bdscan_tv_net": CLASH_MODULE})
+    monkeypatch.syspath_prepend(str(site))
+    registry.reset_plugins()
+    try:
+        with pytest.warns(registry.PluginWarning) as caught:
+            info = registry.lookup("torchvision.resnet18")
+        assert [str(w.message) for w in caught] == [
+            "plugin 'bdscan-tv-net' provides architecture 'torchvision.resnet18', which 'torchvision' already "
+            "provides; using the one from 'torchvision'"]
+        assert info.source == "torchvision"
+        assert registry.lookup("torchvision.not_a_torchvision_model").source == "bdscan-tv-net"
     finally:
         registry.reset_plugins()
 
