@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))  # benchmarks/ is a folder of scripts, not an inst
 from benchmarks.common import split_indices, write_folder  # noqa: E402
 from benchmarks.peers import finetune  # noqa: E402
 from bdscan.lab.train import evaluate  # noqa: E402
-from bdscan.lab.zoo import fmnist, make_lab_model  # noqa: E402
+from bdscan.lab.zoo import fmnist  # noqa: E402
 from bdscan.model import Normalized, load_model  # noqa: E402
 
 BDSCAN = str(Path(sys.executable).with_name("bdscan"))
@@ -43,10 +43,11 @@ def _have_fmnist() -> bool:
 @pytest.mark.slow
 @pytest.mark.skipif(not _have_fmnist() and not os.environ.get("CI"),
                     reason="needs the Debian package dataset-fashion-mnist (.ci/system-deps); CI never skips")
-@pytest.mark.parametrize("attack", ["badnets", "blended"])
-def test_attack_works_and_bdscan_beats_finetuning(tmp_path, attack):
+# the Blended model is test_lab_blend's too (one training for both)
+@pytest.mark.parametrize("attack, target, seed", [("badnets", 0, 0), ("blended", 0, 0)])
+def test_attack_works_and_bdscan_beats_finetuning(tmp_path, lab_model, attack, target, seed):
     torch.set_num_threads(2)
-    lm = make_lab_model(tmp_path / f"{attack}.safetensors", attack=attack, epochs=3, train_limit=20000)
+    lm = lab_model(attack, target, seed)
     assert lm.asr >= 0.90, f"{attack}: ASR {lm.asr:.2%} on the test set"
 
     x, y = fmnist("test")
