@@ -3,7 +3,7 @@ T-shirt/top (one training for both), cleaned through the CLI with no target give
 single out the target and flag it, and the clean removes it (the detected blend joins the forget set), measured with
 the real trigger on the Fashion-MNIST test set.
 
-Until this session it trained its own CNN toward Pullover (seed 5), a target the mask family missed on a held-out
+It used to train its own CNN toward Pullover (seed 5), a target the mask family missed on a held-out
 CNN at every seed; that model passed here too (222 s) but cleaning it with the target given ends "not removed" (the
 synthesised mask still worked on 9.3% of held-out samples, bar 2%), so test_lab_small could not share it.
 
