@@ -49,14 +49,14 @@ def main(argv: list[str]) -> int:
         held_in, held_out = split(load_samples(sdir, spec, min_per_class=2), settings.holdout, seed)
         forget, _ = forget_set(original, spec.num_classes, held_in, held_out, settings, None, NULL_OBSERVER, Timer())
         if forget is None:
-            print(f"{name}: nothing detected", flush=True)
+            print(f"{e.name}: nothing detected", flush=True)
             continue
         t = forget.target
         again = invert_triggers(original, held_in.x, held_in.y, [t], settings=settings.inversion, seed=seed + 1)[t]
         other_val = _triggered_val(again, held_out, t, seed)
         fidelity = agreement(original, held_out.x, torch.Generator().manual_seed(seed + 2))
         base = evaluate(original, x, y, lm.attack)
-        print(f"{name}: target {t} (attack's {lm.attack.target}), forget set {forget.trigger.kind}; before: CA "
+        print(f"{e.name}: target {t} (attack's {lm.attack.target}), forget set {forget.trigger.kind}; before: CA "
               f"{base['ca']:.2%}, ASR {base['asr']:.2%}", flush=True)
         # the augmentations drawn as clean's search_edit draws them: its generator first serves the held-in fidelity
         g = torch.Generator().manual_seed(seed)

@@ -34,7 +34,7 @@ def main(argv: list[str]) -> int:
             cleaned = out / e.path.name
             after = measure(cleaned, lm.attack, x, y) if rc == 0 and cleaned.exists() else None
         kind = (report.get("trigger") or {}).get("kind")
-        line = (f"{name}: exit {rc}, verdict {report.get('verdict')}, target {report.get('target_class')} "
+        line = (f"{e.name}: exit {rc}, verdict {report.get('verdict')}, target {report.get('target_class')} "
                 f"(attack's {lm.attack.target if lm.attack else None}), forget set {kind}; CA {pct(before['ca'])} -> "
                 f"{pct(after['ca']) if after else '—'}, ASR {pct(before['asr'])} -> "
                 f"{pct(after['asr']) if after else '—'}; wall {wall:.1f} s")

@@ -42,11 +42,10 @@ def main(argv: list[str]) -> int:
     print(f"Machine: {machine()}; seed 0; one CLI process per scan", flush=True)
     with tempfile.TemporaryDirectory() as cache:
         for e, _, sdir, _, _ in zoo_models(names):
-            name = e.name
             _, cold, off = scan(e, sdir, "off")
             _, warm, on = scan(e, sdir, cache)
             used = bool(off["evidence"].get("carry"))
-            print(f"{name}: cache off {cold:.1f} s, cache kept {warm:.1f} s; proxies {'used' if used else 'not needed'}; "
+            print(f"{e.name}: cache off {cold:.1f} s, cache kept {warm:.1f} s; proxies {'used' if used else 'not needed'}; "
                   f"suspected {off['suspected']}, target {off.get('target_class')}, score {off['score']}; "
                   f"same with the cache: {'yes' if same(off, on) else 'NO'}", flush=True)
         sizes = {p.name: p.stat().st_size for p in sorted(Path(cache).iterdir())}

@@ -5,7 +5,6 @@ from typer.testing import CliRunner
 from bdscan.cli.app import app
 from bdscan.errors import ExitCode
 from bdscan.model import load_model
-from tests.conftest import make_model_file
 
 runner = CliRunner()
 
