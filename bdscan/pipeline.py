@@ -12,9 +12,9 @@ from torch import nn
 
 from bdscan import edit as editing
 from bdscan.data import Samples, load_samples
-from bdscan.detect import (Detection, Reference, Trigger, TriggerMix, detect_searches, invert_triggers,
-                           invert_warps, warp_is_suspicious)
-from bdscan.devices import prepare, resolve_device, with_backoff
+from bdscan.detect import (BlendSettings, Detection, Reference, Trigger, TriggerMix, blend_anomaly, detect_searches,
+                           invert_blends, invert_triggers, invert_warps, warp_is_suspicious)
+from bdscan.devices import inference_copy, prepare, resolve_device, with_backoff
 from bdscan.errors import BdscanError, DataError, UnsupportedModelError, UsageError
 from bdscan.evaluate import Evaluation, accuracy, agreement, attack_success, evaluate
 from bdscan.model import LoadedModel, Normalized, load_model
@@ -138,18 +138,19 @@ def forget_set(
         t, mode = detection.target, "detected"
         trigger = _synthesise(wrapper, held_in, t, settings, observer, timer, detection)
     else:
-        trigger = _synthesise(wrapper, held_in, t, settings, observer, timer)
+        trigger = _synthesise(wrapper, held_in, t, settings, observer, timer, classes=spec_classes)
     return ForgetSet(mode, t, _triggered(trigger, held_in, t), _triggered_val(trigger, held_out, t, settings.seed),
                      trigger, held_in.not_class(t).x), detection
 
 
 def _synthesise(wrapper, held_in: Samples, t: int, settings: CleanSettings, observer: Observer, timer: Timer,
-                detection: Detection | None = None) -> Trigger | TriggerMix:
+                detection: Detection | None = None, classes: int | None = None) -> Trigger | TriggerMix:
     """The forget-set trigger toward ``t``: the smallest mask trigger, a larger one from an early-stopped inversion,
-    a warp where one small enough to flag exists, and the blend where detection scored one. The smallest mask matches
-    a patch; alone it cost more clean accuracy on image-wide triggers (SIG, low-frequency) in our tuning runs on lab
-    models; the larger one covers them. A detection already holds the smallest mask, the warp and the blend for every
-    class."""
+    a warp where one small enough to flag exists, and a blend where its ratio toward ``t`` stands out. The smallest
+    mask matches a patch; alone it cost more clean accuracy on image-wide triggers (SIG, low-frequency) in our tuning
+    runs on lab models; the larger one covers them. A detection already holds the smallest mask, the warp and the
+    blend for every class; with the target given, ``classes`` asks for the blend search over that many classes (its
+    anomaly needs every class's ratio; a Blended backdoor no mask covered ended "not removed" without it)."""
 
     def run(invert, inv_settings):
         return with_backoff(
@@ -161,11 +162,31 @@ def _synthesise(wrapper, held_in: Samples, t: int, settings: CleanSettings, obse
         fine = detection.triggers[t] if detection is not None else run(invert_triggers, settings.inversion)
         coarse = run(invert_triggers, settings.coarse_inversion)
         warp = detection.warps.get(t) if detection is not None else run(invert_warps, settings.warp)
+        if detection is not None:
+            blend, score = detection.blends.get(t), detection.blend_anomaly.get(t, 0.0)
+        elif classes is not None:
+            blend, score = _blend_toward(wrapper, held_in, t, classes, settings, observer)
+        else:
+            blend, score = None, 0.0
     suspicious = warp is not None and warp_is_suspicious(warp, settings.warp.cap, settings.detect_threshold)
-    # a blend that scored toward the target (detection only: its anomaly needs every class's ratio)
-    blend = detection.blends.get(t) if detection is not None else None
-    blended = blend is not None and detection.blend_anomaly.get(t, 0.0) > settings.detect_threshold
+    blended = blend is not None and score > settings.detect_threshold
+    if blended and detection is None:
+        observer.message(f"a blend reaches class {t} at ratio {blend.blend:.3f}, far below the other classes "
+                         f"(anomaly {score:.2f}): it joins the forget set")
     return TriggerMix((fine, coarse) + ((warp,) if suspicious else ()) + ((blend,) if blended else ()))
+
+
+def _blend_toward(wrapper, held_in: Samples, t: int, classes: int, settings: CleanSettings,
+                  observer: Observer) -> tuple[Trigger, float]:
+    """The blend toward ``t`` and its anomaly index, from detection's blend search over every class (run on the
+    same folded copy detection searches)."""
+    blend = BlendSettings()
+    model = inference_copy(wrapper, held_in.x[:32].to(next(wrapper.parameters()).device))
+    blends = with_backoff(
+        lambda b: invert_blends(model, held_in.x, held_in.y, list(range(classes)), settings=replace(blend, batch=b),
+                                seed=settings.seed, observer=observer),
+        settings.inversion.batch, minimum=2, say=observer.message)
+    return blends[t], float(blend_anomaly(blends, blend.spread_floor)[t])
 
 
 def _triggered_val(trigger: Trigger | TriggerMix, s: Samples, target: int, seed: int, copies: int = 3) -> Samples:

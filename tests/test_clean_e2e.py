@@ -11,7 +11,7 @@ from bdscan.fileio import sha256_file
 from bdscan.lab.zoo import load_attack, load_npz
 from bdscan.model import load_model
 from bdscan.model.onnx_io import parity
-from tests.conftest import EXAMPLES, measure_example
+from tests.conftest import EXAMPLES, measure_example, write_trigger_samples
 
 MODEL = EXAMPLES / "models" / "badnets-cnn.safetensors"
 SAMPLES = EXAMPLES / "samples"
@@ -27,6 +27,7 @@ def test_clean_removes_bundled_backdoor(tmp_path):
     doc = json.loads(r.stdout)
     assert doc["verdict"] == "removed"
     assert any("synthesised" in w for w in doc["warnings"]), "a target-known verdict must say what it measured"
+    assert "blend" not in doc["trigger"]["kind"], "no blend stands out toward a patch backdoor's target"
     assert sha256_file(MODEL) == before_sha, "the input must never change"
     assert sorted(p.name for p in out.iterdir()) == [
         "badnets-cnn.onnx", "badnets-cnn.safetensors", "report.html", "report.json", "report.md"]
@@ -108,7 +109,9 @@ def test_run_writing_no_model_removes_earlier_model_from_out(tmp_path):
     from bdscan.pipeline import clean
     from bdscan.settings import CleanSettings
 
-    outcome = clean(MODEL, SAMPLES, CleanSettings(target_class=0, device="cpu"))
+    # real trigger images: a removed outcome without the target-known blend search's cost
+    trig = write_trigger_samples(tmp_path / "trigger")
+    outcome = clean(MODEL, SAMPLES, CleanSettings(trigger_samples=trig, device="cpu"))
     assert outcome.removed
     out = tmp_path / "out"
     write_clean_outputs(outcome, out)

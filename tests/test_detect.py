@@ -17,6 +17,7 @@ from bdscan.detect import (LOG_SPREAD_FLOOR, BlendSettings, CarrySettings, Detec
                            Trigger, TriggerMix, WarpSettings, _warp_trigger, blend_anomaly, blind_spots, carry,
                            consensus, detect, detect_searches, invert_blends, invert_warps, relative_to,
                            shared_proxies, train_proxies, warp_anomaly, warp_images, warp_is_suspicious)
+from bdscan.devices import inference_copy
 from bdscan.model import Normalized, load_model
 from tests.conftest import EXAMPLES
 
@@ -97,8 +98,9 @@ def test_no_blend_reaches_a_class_of_the_bundled_models_far_below_the_others_but
     by this family, the mask finds it)."""
     for name in ("clean-cnn", "badnets-cnn"):
         loaded = load_model(EXAMPLES / "models" / f"{name}.safetensors")
-        model = Normalized(loaded.module, loaded.spec).eval()
         s = load_samples(EXAMPLES / "samples", loaded.spec, min_per_class=2)
+        # the folded copy detection and clean search
+        model = inference_copy(Normalized(loaded.module, loaded.spec).eval(), s.x[:32])
         settings = BlendSettings()
         blends = invert_blends(model, s.x, s.y, list(range(10)), settings=settings)
         assert all(0.0 < b.blend <= 1.0 and b.kind == "blend" for b in blends.values())

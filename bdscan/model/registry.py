@@ -264,14 +264,14 @@ def lookup(name: str, allow_code: bool = True) -> ArchInfo:
     table = _tables()
     if name in table.archs:
         return table.archs[name]
-    if name.startswith("torchvision.") and name in _torchvision_archs():
-        return _torchvision_archs()[name]
-    found = _from_family(name, table)
+    found = _torchvision_archs().get(name) if name.startswith("torchvision.") else None
+    found = found or _from_family(name, table)
     if found is not None:
         return found
     # a bare torchvision name is a common slip: accept it
-    if f"torchvision.{name}" in _torchvision_archs():
-        return _torchvision_archs()[f"torchvision.{name}"]
+    found = _torchvision_archs().get(f"torchvision.{name}")
+    if found is not None:
+        return found
     custom = sorted(n for n in table.archs if not n.startswith("torchvision."))
     patterns = ["torchvision.<name>"] + [f"{p}.<name>" for p in sorted(table.families)]
     raise ArchitectureError(
