@@ -31,7 +31,7 @@ def main(argv: list[str]) -> int:
                                                    "--seed", str(seed), "--format", "json"])
             report = json.loads(stdout) if stdout.strip().startswith("{") else {}
             before = measure(e.path, lm.attack, x, y)
-            cleaned = out / e.path.name
+            cleaned = out / e.cli_path.name
             after = measure(cleaned, lm.attack, x, y) if rc == 0 and cleaned.exists() else None
         kind = (report.get("trigger") or {}).get("kind")
         line = (f"{e.name}: exit {rc}, verdict {report.get('verdict')}, target {report.get('target_class')} "
