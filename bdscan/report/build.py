@@ -170,8 +170,8 @@ def _warnings(o: CleanOutcome) -> list[str]:
                    f"more trigger samples (at least {LOW_EVIDENCE // 0.3:.0f}) for a verdict that a 2% bar can trust")
     if o.removed and o.mode in ("target", "detected"):
         # benchmarks/logs/clean-checks.txt: the check passed lab models whose real trigger still worked
-        out.append("the verdict measures synthesised triggers (masks, and a warp or blend where one was found), and it has "
-                   "passed lab models the real trigger still worked on: 2.7% attack success left on a Trojan, 11.5% "
+        out.append("the verdict measures synthesised triggers (masks, and a warp or blend where one was found), and it "
+                   "has passed lab models the real trigger still worked on: 2.7% attack success left on a Trojan, 11.5% "
                    "to 20% on input-aware backdoors, whose trigger differs per image: confirm with real trigger "
                    "images (--trigger-samples) where you have them")
     return out

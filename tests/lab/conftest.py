@@ -11,8 +11,9 @@ from bdscan.lab.fmnist import DEFAULT_ROOT
 from bdscan.lab.zoo import make_lab_model
 
 # Fashion-MNIST comes from a Debian package; without it the lab checks skip, except in CI, where they fail instead
-needs_fmnist = pytest.mark.skipif(not (DEFAULT_ROOT / "train-images-idx3-ubyte.gz").exists() and not os.environ.get("CI"),
-                                  reason="needs the Debian package dataset-fashion-mnist (.ci/system-deps); CI never skips")
+needs_fmnist = pytest.mark.skipif(
+    not (DEFAULT_ROOT / "train-images-idx3-ubyte.gz").exists() and not os.environ.get("CI"),
+    reason="needs the Debian package dataset-fashion-mnist (.ci/system-deps); CI never skips")
 
 
 @pytest.fixture(scope="session")

@@ -30,7 +30,6 @@ ROOT = Path(__file__).resolve().parents[2]
 BDSCAN = str(Path(sys.executable).with_name("bdscan"))
 
 
-
 @pytest.mark.slow
 @needs_fmnist
 def test_clean_finds_a_blended_backdoor_by_its_blend_ratio_and_removes_it(tmp_path, lab_model):

@@ -34,7 +34,6 @@ BDSCAN = str(Path(sys.executable).with_name("bdscan"))
 FT_RATES = (1e-3, 3e-3, 1e-2)
 
 
-
 @pytest.mark.slow
 @needs_fmnist
 # the Blended model is test_lab_blend's too (one training for both)
