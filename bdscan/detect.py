@@ -388,6 +388,16 @@ def blend_anomaly(blends: dict[int, Trigger], spread_floor: float) -> torch.Tens
     return mad_anomaly(torch.log(a.clamp(min=1e-6)), min_spread=spread_floor)
 
 
+def search_blends(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: list[int], *,
+    settings: BlendSettings = BlendSettings(), seed: int = 0, observer: Observer = NULL_OBSERVER,
+) -> tuple[dict[int, Trigger], torch.Tensor]:
+    """The blend family as detection scores it (and `clean` with the target given): the blends, and their anomaly
+    index per class in sorted order."""
+    blends = invert_blends(model, x, y, classes, settings=settings, seed=seed, observer=observer)
+    return blends, blend_anomaly(blends, settings.spread_floor)
+
+
 def head_features(model: nn.Module, x: torch.Tensor, y: torch.Tensor, triggers: dict[int, Trigger],
                   num_classes: int) -> tuple[torch.Tensor, dict[int, torch.Tensor]] | None:
     """The features entering the model's last linear layer: of the clean samples, and per class k of the other
@@ -727,9 +737,8 @@ def detect(
     blends = {}
     ba = torch.zeros(num_classes)
     if blend is not None:
-        blends = invert_blends(model, x, y, classes, settings=replace(blend, batch=settings.batch), seed=seed,
-                               observer=observer)
-        ba = blend_anomaly(blends, blend.spread_floor)
+        blends, ba = search_blends(model, x, y, classes, settings=replace(blend, batch=settings.batch), seed=seed,
+                                   observer=observer)
     feats = head_features(model, x, y, triggers, num_classes)
     shift = feature_shift(model, x, y, triggers, num_classes, feats)
     ref_shift = reference.feature_shift if reference is not None else None

@@ -34,7 +34,7 @@ THRESHOLD = 2.0
 
 def main(argv: list[str]) -> int:
     from bdscan.data import load_samples
-    from bdscan.detect import BlendSettings, blend_anomaly, invert_blends
+    from bdscan.detect import BlendSettings, search_blends
     from bdscan.devices import inference_copy, keep_freed_memory
     from bdscan.model import Normalized, load_model
 
@@ -61,11 +61,11 @@ def main(argv: list[str]) -> int:
         target = e.target if e.attack else None
         for seed in seeds:
             t0 = time.perf_counter()
-            blends = invert_blends(model, x, y, list(range(loaded.spec.num_classes)), settings=settings, seed=seed)
+            blends, anomaly = search_blends(model, x, y, list(range(loaded.spec.num_classes)), settings=settings,
+                                            seed=seed)
             secs = time.perf_counter() - t0
             ratio = torch.tensor([blends[k].blend for k in sorted(blends)])
             log_ratio = torch.log(ratio.median() / ratio)
-            anomaly = blend_anomaly(blends, settings.spread_floor)
             order = sorted(range(len(ratio)), key=lambda k: -float(log_ratio[k]))
             top = ", ".join(f"{k}{'*' if k == target else ''} {float(log_ratio[k]):.2f} (ratio {float(ratio[k]):.3f}, "
                             f"anomaly {float(anomaly[k]):.2f})" for k in order[:3])

@@ -15,7 +15,7 @@ import torch
 from bdscan.data import load_samples
 from bdscan.detect import (LOG_SPREAD_FLOOR, BlendSettings, CarrySettings, Detection, InversionSettings, Reference,
                            Trigger, TriggerMix, WarpSettings, _warp_trigger, blend_anomaly, blind_spots, carry,
-                           consensus, detect, detect_searches, invert_blends, invert_warps, relative_to,
+                           consensus, detect, detect_searches, invert_warps, relative_to, search_blends,
                            shared_proxies, train_proxies, warp_anomaly, warp_images, warp_is_suspicious)
 from bdscan.devices import inference_copy
 from bdscan.model import Normalized, load_model
@@ -101,10 +101,9 @@ def test_no_blend_reaches_a_class_of_the_bundled_models_far_below_the_others_but
         s = load_samples(EXAMPLES / "samples", loaded.spec, min_per_class=2)
         # the folded copy detection and clean search
         model = inference_copy(Normalized(loaded.module, loaded.spec).eval(), s.x[:32])
-        settings = BlendSettings()
-        blends = invert_blends(model, s.x, s.y, list(range(10)), settings=settings)
+        blends, anomaly = search_blends(model, s.x, s.y, list(range(10)))
         assert all(0.0 < b.blend <= 1.0 and b.kind == "blend" for b in blends.values())
-        assert float(blend_anomaly(blends, settings.spread_floor).max()) < 2.0, name
+        assert float(anomaly.max()) < 2.0, name
 
 
 class _Route:
