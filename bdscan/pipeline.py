@@ -12,8 +12,8 @@ from torch import nn
 
 from bdscan import edit as editing
 from bdscan.data import Samples, load_samples
-from bdscan.detect import (BlendSettings, Detection, Reference, Trigger, TriggerMix, blend_anomaly, detect_searches,
-                           invert_blends, invert_triggers, invert_warps, warp_is_suspicious)
+from bdscan.detect import (BlendSettings, Detection, Reference, Trigger, TriggerMix, detect_searches, invert_triggers,
+                           invert_warps, search_blends, warp_is_suspicious)
 from bdscan.devices import inference_copy, prepare, resolve_device, with_backoff
 from bdscan.errors import BdscanError, DataError, UnsupportedModelError, UsageError
 from bdscan.evaluate import Evaluation, accuracy, agreement, attack_success, evaluate
@@ -61,6 +61,7 @@ class ForgetSet:
     trigger: Trigger | TriggerMix | None = None
     clean_train: torch.Tensor | None = None  # the same images without the trigger (synthesised triggers)
     real_val: Samples | None = None  # BDK: the user's held-out trigger images; the verdict rests on them too
+    blend_search: dict | None = None  # target given: what the blend search found toward it, joined or not
 
 
 @dataclass
@@ -91,6 +92,7 @@ class CleanOutcome:
     val_inputs: torch.Tensor  # model-space inputs for the ONNX parity check
     device: str
     preview: torch.Tensor | None = None  # a few forget-set images (trigger applied), for the report
+    blend_search: dict | None = None  # ForgetSet.blend_search
 
 
 def _triggered(trigger: Trigger | TriggerMix, s: Samples, target: int) -> Samples:
@@ -114,7 +116,7 @@ def forget_set(
             t = int(torch.mode(preds).values)
         # a few dozen trigger images are too few to fit and to check an edit on: a trigger synthesised toward
         # the same target adds paired, augmentable images, and the real ones keep the edit honest
-        trigger = _synthesise(wrapper, held_in, t, settings, observer, timer)
+        trigger, _ = _synthesise(wrapper, held_in, t, settings, observer, timer)
         return ForgetSet("bdk", t, _triggered(trigger, held_in, t) + tr,
                          _triggered_val(trigger, held_out, t, settings.seed), trigger, held_in.not_class(t).x,
                          real_val=va if len(va) else None), None
@@ -136,21 +138,23 @@ def forget_set(
         if not detection.suspected:
             return None, detection
         t, mode = detection.target, "detected"
-        trigger = _synthesise(wrapper, held_in, t, settings, observer, timer, detection)
+        trigger, searched = _synthesise(wrapper, held_in, t, settings, observer, timer, detection)
     else:
-        trigger = _synthesise(wrapper, held_in, t, settings, observer, timer, classes=spec_classes)
+        trigger, searched = _synthesise(wrapper, held_in, t, settings, observer, timer, classes=spec_classes)
     return ForgetSet(mode, t, _triggered(trigger, held_in, t), _triggered_val(trigger, held_out, t, settings.seed),
-                     trigger, held_in.not_class(t).x), detection
+                     trigger, held_in.not_class(t).x, blend_search=searched), detection
 
 
 def _synthesise(wrapper, held_in: Samples, t: int, settings: CleanSettings, observer: Observer, timer: Timer,
-                detection: Detection | None = None, classes: int | None = None) -> Trigger | TriggerMix:
+                detection: Detection | None = None,
+                classes: int | None = None) -> tuple[Trigger | TriggerMix, dict | None]:
     """The forget-set trigger toward ``t``: the smallest mask trigger, a larger one from an early-stopped inversion,
     a warp where one small enough to flag exists, and a blend where its ratio toward ``t`` stands out. The smallest
     mask matches a patch; alone it cost more clean accuracy on image-wide triggers (SIG, low-frequency) in our tuning
     runs on lab models; the larger one covers them. A detection already holds the smallest mask, the warp and the
     blend for every class; with the target given, ``classes`` asks for the blend search over that many classes (its
-    anomaly needs every class's ratio; a Blended backdoor no mask covered ended "not removed" without it)."""
+    anomaly needs every class's ratio; a Blended backdoor no mask covered ended "not removed" without it). Also
+    returns what that search found toward ``t`` (None where it did not run here), for the report."""
 
     def run(invert, inv_settings):
         return with_backoff(
@@ -173,20 +177,21 @@ def _synthesise(wrapper, held_in: Samples, t: int, settings: CleanSettings, obse
     if blended and detection is None:
         observer.message(f"a blend reaches class {t} at ratio {blend.blend:.3f}, far below the other classes "
                          f"(anomaly {score:.2f}): it joins the forget set")
-    return TriggerMix((fine, coarse) + ((warp,) if suspicious else ()) + ((blend,) if blended else ()))
+    searched = ({"ratio": round(blend.blend, 4), "anomaly": round(score, 4), "threshold": settings.detect_threshold,
+                 "joined": blended} if blend is not None and detection is None else None)
+    return TriggerMix((fine, coarse) + ((warp,) if suspicious else ()) + ((blend,) if blended else ())), searched
 
 
 def _blend_toward(wrapper, held_in: Samples, t: int, classes: int, settings: CleanSettings,
                   observer: Observer) -> tuple[Trigger, float]:
     """The blend toward ``t`` and its anomaly index, from detection's blend search over every class (run on the
     same folded copy detection searches)."""
-    blend = BlendSettings()
     model = inference_copy(wrapper, held_in.x[:32].to(next(wrapper.parameters()).device))
-    blends = with_backoff(
-        lambda b: invert_blends(model, held_in.x, held_in.y, list(range(classes)), settings=replace(blend, batch=b),
-                                seed=settings.seed, observer=observer),
+    blends, anomaly = with_backoff(
+        lambda b: search_blends(model, held_in.x, held_in.y, list(range(classes)),
+                                settings=replace(BlendSettings(), batch=b), seed=settings.seed, observer=observer),
         settings.inversion.batch, minimum=2, say=observer.message)
-    return blends[t], float(blend_anomaly(blends, blend.spread_floor)[t])
+    return blends[t], float(anomaly[t])
 
 
 def _triggered_val(trigger: Trigger | TriggerMix, s: Samples, target: int, seed: int, copies: int = 3) -> Samples:
@@ -384,6 +389,7 @@ def clean(
     return CleanOutcome(
         loaded, settings, forget.mode, forget.target, removed, result_module.eval(), before, after, edit_result,
         outcome, detection, forget.trigger, timer.stages, info, val_inputs, str(device), forget.val.x[:4].cpu(),
+        forget.blend_search,
     )
 
 

@@ -28,6 +28,8 @@ def test_clean_removes_bundled_backdoor(tmp_path):
     assert doc["verdict"] == "removed"
     assert any("synthesised" in w for w in doc["warnings"]), "a target-known verdict must say what it measured"
     assert "blend" not in doc["trigger"]["kind"], "no blend stands out toward a patch backdoor's target"
+    searched = doc["trigger"]["blend_search"]  # the report says what the search found all the same
+    assert not searched["joined"] and searched["anomaly"] <= searched["threshold"] and 0 < searched["ratio"] <= 1
     assert sha256_file(MODEL) == before_sha, "the input must never change"
     assert sorted(p.name for p in out.iterdir()) == [
         "badnets-cnn.onnx", "badnets-cnn.safetensors", "report.html", "report.json", "report.md"]

@@ -155,6 +155,8 @@ def _trigger(o: CleanOutcome) -> dict | None:
     doc: dict = {"synthesised": o.trigger is not None}
     if o.trigger is not None:
         doc.update(trigger_doc(o.trigger))
+    if o.blend_search is not None:  # target given: the blend search toward it, whether or not its blend joined
+        doc["blend_search"] = o.blend_search
     if o.preview is not None:
         doc["examples_png"] = [png_base64(img) for img in o.preview]
     return doc

@@ -212,6 +212,11 @@ def _trigger_caption(t: dict) -> str:
         ([warp] if t.get("warp_displacement_px") is not None else [])
     if extra:
         text += f" And {'; and '.join(extra)}: {'both' if len(extra) == 1 else 'all'} were unlearned."
+    searched = t.get("blend_search")
+    if searched and not searched.get("joined"):
+        text += (f" The weakest blend toward the target mixes in {pct(searched.get('ratio'))} of a pattern, not "
+                 f"far below other classes' (anomaly {searched.get('anomaly')}, threshold "
+                 f"{searched.get('threshold')}): no blend was unlearned.")
     return text
 
 

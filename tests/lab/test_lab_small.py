@@ -56,6 +56,8 @@ def test_attack_works_and_bdscan_beats_finetuning(tmp_path, lab_model, attack, t
     assert report["target_class"] == lm.attack.target
     # with the target given, the blend search runs over every class; only the Blended backdoor's blend stands out
     assert ("blend" in report["trigger"]["kind"]) == (attack == "blended"), report["trigger"]["kind"]
+    searched = report["trigger"]["blend_search"]
+    assert searched["joined"] == (attack == "blended") == (searched["anomaly"] > searched["threshold"]), searched
     cleaned = load_model(out / lm.path.name)
     mine = evaluate(Normalized(cleaned.module, cleaned.spec), xm, ym, lm.attack)
 

@@ -158,3 +158,12 @@ def test_scan_report_shows_a_natural_route_in_its_chart_and_notes():
     assert "natural route (its trigger carries): not flagged" in page
     assert re.search(r'<p id="natural-1">not flagged: class 8 \(2\.76; \+9\.7 nats\)', page)
     assert "natural route (its trigger carries)" not in render_html(make_scan_doc())
+
+
+def test_clean_report_says_what_the_blend_search_found_when_its_blend_did_not_join():
+    doc = make_clean_doc()
+    searched = {"ratio": 0.21, "anomaly": 0.4, "threshold": 2.0, "joined": False}
+    doc["trigger"]["blend_search"] = searched
+    assert "mixes in 21.0% of a pattern" in render_html(doc) and "no blend was unlearned" in render_html(doc)
+    doc["trigger"]["blend_search"] = {**searched, "joined": True}  # a blend that joined is named by blend_ratio
+    assert "no blend was unlearned" not in render_html(doc)
