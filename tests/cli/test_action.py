@@ -15,8 +15,9 @@ from tests.conftest import ROOT, make_model_file, write_samples
 ACTION = yaml.safe_load((ROOT / "action.yml").read_text())
 
 
-def _step(name: str, inputs: dict, outputs: dict | None = None) -> str:
-    """A step's script with the ${{ ... }} expressions GitHub would fill in."""
+def _step(name: str, inputs: dict, outputs: dict | None = None) -> tuple[str, dict]:
+    """A step's script and its env, with the ${{ ... }} expressions GitHub would fill in (the cache folder's, which
+    needs GitHub's expression language, left out)."""
     step = next(s for s in ACTION["runs"]["steps"] if s.get("name") == name)
     values = {f"inputs.{k}": str(v.get("default", "")) for k, v in ACTION["inputs"].items()}
     values.update({f"inputs.{k}": v for k, v in inputs.items()})
@@ -27,7 +28,19 @@ def _step(name: str, inputs: dict, outputs: dict | None = None) -> str:
         assert key in values, f"the action uses {key}, which it does not declare"
         return values[key]
 
-    return re.sub(r"\$\{\{(.*?)\}\}", fill, step["run"])
+    env = {k: re.sub(r"\$\{\{(.*?)\}\}", fill, v) for k, v in step.get("env", {}).items() if k != "BDSCAN_CACHE_DIR"}
+    return re.sub(r"\$\{\{(.*?)\}\}", fill, step["run"]), env
+
+
+def _run(name: str, inputs: dict, env: dict, cwd: Path, outputs: dict | None = None) -> subprocess.CompletedProcess:
+    script, step_env = _step(name, inputs, outputs)
+    return subprocess.run(["bash", "-e", "-c", script], cwd=cwd, env={**env, **step_env}, capture_output=True,
+                          text=True, timeout=600)
+
+
+def _github_env(tmp_path: Path) -> dict:
+    return {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path),
+            "GITHUB_OUTPUT": str(tmp_path / "gh-output"), "GITHUB_STEP_SUMMARY": str(tmp_path / "gh-summary")}
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
@@ -36,12 +49,10 @@ def test_action_scan_and_gate_steps(tmp_path):
     write_samples(tmp_path / "s", shape=(16, 16), classes=3)
     (tmp_path / "pyproject.toml").write_text("[tool.bdscan]\nthreshold = -1e9\n")  # every model is flagged
     out, summary = tmp_path / "gh-output", tmp_path / "gh-summary"
-    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path),
-           "GITHUB_OUTPUT": str(out), "GITHUB_STEP_SUMMARY": str(summary)}
+    env = _github_env(tmp_path)
     inputs = {"models": path.name, "samples": "s", "searches": "2", "sarif-output": "out.sarif",
               "reference": path.name}
-    run = subprocess.run(["bash", "-e", "-c", _step("Scan", inputs)], cwd=tmp_path, env=env, capture_output=True,
-                         text=True, timeout=600)
+    run = _run("Scan", inputs, env, tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
     assert out.read_text().strip() == "exit-code=1"
     report = json.loads((tmp_path / "bdscan-report.json").read_text())
@@ -49,10 +60,22 @@ def test_action_scan_and_gate_steps(tmp_path):
     assert report["models"][0]["evidence"]["reference"]["path"] == path.name  # and the reference input
     assert json.loads((tmp_path / "out.sarif").read_text())["runs"][0]["results"][0]["ruleId"] == "BDSCAN001"
     assert summary.read_text().startswith("## bdscan scan")
-    gate = lambda fail: subprocess.run(["bash", "-e", "-c", _step("Gate", {"fail-on-detection": fail},
-                                                                   {"exit-code": "1"})],
-                                       env=env, capture_output=True, text=True)
+    gate = lambda fail, code="1": _run("Gate", {"fail-on-detection": fail}, env, tmp_path, {"exit-code": code})
     assert gate("true").returncode == 1 and gate("false").returncode == 0
+    assert gate("true", "0").returncode == 0 and gate("false", "3").returncode == 3
+
+
+def test_action_scripts_take_inputs_as_variables_so_a_model_name_cannot_run_code(tmp_path):
+    """A models input from a pull request's changed files is untrusted: pasted into a script, a file named
+    "$(touch pwned).onnx" would run. The inputs reach the scripts through env only."""
+    for step in ACTION["runs"]["steps"]:
+        assert "${{" not in step.get("run", "").replace("${{ github.action_path }}", ""), step["name"]
+    write_samples(tmp_path / "s", shape=(16, 16), classes=3)
+    run = _run("Scan", {"models": "$(touch pwned).onnx `touch pwned2`.onnx", "samples": "s"}, _github_env(tmp_path),
+               tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr  # the step records bdscan's exit code; the gate acts on it
+    assert not (tmp_path / "pwned").exists() and not (tmp_path / "pwned2").exists()
+    assert (tmp_path / "gh-output").read_text().strip() == "exit-code=2"  # the words are paths: no such files
 
 
 def test_action_keeps_the_proxy_cache_between_runs_unless_told_not_to():
