@@ -450,7 +450,20 @@ def _summary(rows) -> str:
             f"- Backdoored models with the target class found, all: {_every_seed(bad)}.\n"
             f"- Clean models not flagged, all: {_every_seed(clean)}.\n"
             f"- Wall time per model: mean {statistics.mean(wall):.1f} s, worst {max(wall):.1f} s "
-            f"(aim: under {AIM_S:.0f} s; {sum(w < AIM_S for w in wall)} of {len(wall)} under).")
+            f"(aim: under {AIM_S:.0f} s; {sum(w < AIM_S for w in wall)} of {len(wall)} under)." + _wall_by_arch(rows))
+
+
+def _wall_by_arch(rows) -> str:
+    """Wall time per architecture, where a table has more than one (the aim is for a small 10-class model)."""
+    archs = list(dict.fromkeys(r["arch"] for r in rows))
+    if len(archs) < 2:
+        return ""
+    lines = []
+    for a in archs:
+        w = [r["wall_s"] for r in rows if r["arch"] == a]
+        lines.append(f"\n  - {a}: mean {statistics.mean(w):.1f} s, {min(w):.1f} to {max(w):.1f} s "
+                     f"({sum(x < AIM_S for x in w)} of {len(w)} under {AIM_S:.0f} s)")
+    return "".join(lines)
 
 
 if __name__ == "__main__":
