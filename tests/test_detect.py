@@ -15,7 +15,7 @@ import torch
 from bdscan.data import load_samples
 from bdscan.detect import (LOG_SPREAD_FLOOR, BlendSettings, CarrySettings, Detection, InversionSettings, Reference,
                            Trigger, TriggerMix, WarpSettings, _warp_trigger, blend_anomaly, blind_spots, carry,
-                           consensus, detect, detect_searches, invert_warps, relative_to, search_blends,
+                           consensus, detect, detect_searches, invert_blends, invert_triggers, invert_warps, relative_to, search_blends,
                            shared_proxies, train_proxies, warp_anomaly, warp_images, warp_is_suspicious)
 from bdscan.devices import inference_copy
 from bdscan.model import Normalized, load_model
@@ -48,6 +48,29 @@ def test_trigger_mix_applies_each_part_to_alternate_images():
     assert mix.kind == "mask+warp" and mix.target == 3 and mix.mask_l1 == patch.mask_l1
     assert TriggerMix((patch, patch)).kind == "mask"
     assert warp.kind == "warp" and warp.displacement == 0.5
+
+
+@pytest.mark.parametrize("search", [invert_triggers, invert_warps, invert_blends])
+def test_searches_never_run_the_model_on_a_class_s_own_images(search):
+    """Each step applies every class's candidate to a batch, and an image of the class itself does not count:
+    the model sees only the other rows (with 3 classes, two of every three)."""
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(12, 1, 8, 8, generator=g), torch.arange(3).repeat(4)
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.head = torch.nn.Linear(64, 3)
+
+        def forward(self, xs):
+            seen.append(len(xs))
+            return self.head(xs.flatten(1))
+
+    settings = {invert_triggers: InversionSettings, invert_warps: WarpSettings, invert_blends: BlendSettings}[search]
+    found = search(Probe(), x, y, [0, 1, 2], settings=settings(steps=5, batch=6, patience=100))
+    assert seen == [2 * 6] * 5
+    assert sorted(found) == [0, 1, 2]
 
 
 def test_warp_rule_and_anomaly_agree():
