@@ -90,7 +90,7 @@ def _with_bias(h: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def remap_layer(
     model: nn.Module, name: str, h_retain: torch.Tensor, h_forget: torch.Tensor, out_forget: torch.Tensor,
-    ridge: float,
+    ridge: float, retain_weight: torch.Tensor | None = None,
 ) -> tuple[nn.Module, float]:
     """Closed-form, activation-guided edit of one linear layer (a copy of ``model`` is returned).
 
@@ -107,6 +107,9 @@ def remap_layer(
     wb = torch.cat([w, b[:, None]], 1)
     h = _with_bias(torch.cat([h_retain, h_forget]).double())
     target = torch.cat([_with_bias(h_retain.double()) @ wb.T, out_forget.double()])
+    if retain_weight is not None:  # weighted least squares: rows scaled by the root of their weight
+        root = torch.cat([retain_weight.double(), torch.ones(len(h_forget), dtype=torch.double)]).sqrt()[:, None]
+        h, target = h * root, target * root
     gram = h.T @ h
     mu = ridge * float(gram.diagonal().mean())
     delta = torch.linalg.solve(gram + mu * torch.eye(gram.shape[0], dtype=torch.double), (target - h @ wb.T).T @ h, left=False)

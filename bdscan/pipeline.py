@@ -263,8 +263,9 @@ def search_edit(
 
 def _remap_data(model: nn.Module, head: str, normalise, forget: ForgetSet, retain: Samples, g: torch.Generator,
                 copies: int = 4):
-    """Head inputs for clean images (kept as they are) and for images with the synthesised trigger, and what the
-    head should output for those: their clean twin's output (pairs, augmented too). None without a trigger."""
+    """Head inputs for clean images (kept as they are) and for images with the synthesised trigger, what the head
+    should output for those (their clean twin's output; pairs, augmented too), and which clean rows are the target
+    class's own images. None without a trigger."""
     from bdscan.profile import layer_inputs
     from bdscan.repair import augment
 
@@ -279,12 +280,21 @@ def _remap_data(model: nn.Module, head: str, normalise, forget: ForgetSet, retai
     clean = torch.cat([forget.clean_train] + [augment(forget.clean_train, g, mix=0.0) for _ in range(copies)])
     with torch.no_grad():
         targets = layer(inputs(clean).to(layer.weight.device)).double().cpu()
-    return h_r, inputs(forget.trigger.apply(clean)), targets
+    return h_r, inputs(forget.trigger.apply(clean)), targets, (retain.y == forget.target).repeat(copies + 1)
+
+
+def _target_weights(own: torch.Tensor, forget_rows: int, weight: float | None) -> torch.Tensor | None:
+    """Per clean row, its weight in the remap's fit: ``weight`` on the target class's own images, 1 elsewhere;
+    None balances them, so the target's clean images weigh as much as the triggered images together."""
+    if weight is None:
+        weight = forget_rows / max(1, int(own.sum()))
+    return None if weight == 1.0 else torch.where(own, float(weight), 1.0)
 
 
 def remap_head(inner, wrapper_of, forget: ForgetSet, retain: Samples, settings: CleanSettings, validate, observer, g):
-    """Activation-guided closed-form edit of the classifier head; the ridge is chosen by fidelity to the
-    original on augmented held-out clean images and by attack success on held-out triggered images."""
+    """Activation-guided closed-form edit of the classifier head; the ridge, and the weight of the target class's
+    clean images in the fit, are chosen by fidelity to the original on augmented held-out clean images and by
+    attack success on held-out triggered images."""
     from bdscan.profile import linear_layers
 
     candidates = linear_layers(inner)
@@ -294,22 +304,25 @@ def remap_head(inner, wrapper_of, forget: ForgetSet, retain: Samples, settings: 
     _, asr0, fid0 = validate(wrapper_of(inner))
     best = (edit_score(fid0, asr0, settings.asr_bar), inner, None)
     tried = []
-    observer.start("remap", "layer remap", len(settings.ridges) * len(candidates))
+    observer.start("remap", "layer remap", len(settings.ridges) * len(settings.remap_weights) * len(candidates))
     for layer in candidates:
         data = _remap_data(inner, layer, normalise, forget, retain, g)
         if data is None:
             return inner, None
-        h_r, h_f, targets = data
-        for ridge in sorted(settings.ridges, reverse=True):  # least intrusive first: ties keep the larger ridge
-            edited, change = editing.remap_layer(inner, layer, h_r, h_f, targets, ridge)
-            w = wrapper_of(edited)
-            acc, asr, fid = validate(w)
-            tried.append({"layer": layer, "ridge": ridge, "relative_change": change, "fidelity": fid,
-                          "val_accuracy": acc, "val_asr": asr})
-            value = edit_score(fid, asr, settings.asr_bar)
-            if value > best[0] + 1e-9:
-                best = (value, edited, tried[-1])
-            observer.advance("remap")
+        h_r, h_f, targets, own = data
+        for tw in settings.remap_weights:  # the first listed wins ties
+            weight = _target_weights(own, len(h_f), tw)
+            for ridge in sorted(settings.ridges, reverse=True):  # least intrusive first: ties keep the larger ridge
+                edited, change = editing.remap_layer(inner, layer, h_r, h_f, targets, ridge, weight)
+                w = wrapper_of(edited)
+                acc, asr, fid = validate(w)
+                tried.append({"layer": layer, "ridge": ridge,
+                              "target_weight": float(weight.max()) if weight is not None else 1.0,
+                              "relative_change": change, "fidelity": fid, "val_accuracy": acc, "val_asr": asr})
+                value = edit_score(fid, asr, settings.asr_bar)
+                if value > best[0] + 1e-9:
+                    best = (value, edited, tried[-1])
+                observer.advance("remap")
     observer.finish("remap")
     chosen = best[2]
     return best[1], {"layer": chosen["layer"] if chosen else None, "applied": chosen is not None, "chosen": chosen,

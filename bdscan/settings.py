@@ -25,6 +25,10 @@ class CleanSettings:
     max_acc_drop: float = 0.02  # unit edits changing more predictions than this (augmented samples) are not taken
     remap: bool = True  # closed-form head edit after dampening
     ridges: tuple[float, ...] = (1.0, 0.1, 0.01, 0.001, 0.0001)
+    # the weight of the target class's own clean images in the remap's fit, each tried, the first listed winning
+    # ties (None: as much as all triggered images together). Not a flag: balanced lost less accuracy on some lab
+    # models and left more attack on others (benchmarks/remap_weights.py)
+    remap_weights: tuple[float | None, ...] = (1.0,)
     holdout: float = 0.3
     repair: bool = True
     repair_settings: RepairSettings = field(default_factory=RepairSettings)

@@ -66,7 +66,7 @@ def main(argv: list[str]) -> int:
         for layer in linear_layers(inner):
             data = _remap_data(inner, layer, original.normalise, forget, held_in, g)
             for ridge in sorted(settings.ridges, reverse=True):
-                w = wrap(remap_layer(inner, layer, *data, ridge)[0])
+                w = wrap(remap_layer(inner, layer, *data[:3], ridge)[0])
                 fid = fidelity(w)
                 own = attack_success(w, forget.val.x, forget.val.y, t)
                 other = attack_success(w, other_val.x, other_val.y, t)

@@ -111,6 +111,29 @@ def test_remap_layer_maps_trigger_to_clean_twin_and_keeps_clean_outputs():
     assert torch.equal(head[0].weight, before)  # the model given is not touched
 
 
+def test_remap_layer_weighted_rows_keep_their_outputs():
+    """The target class's own features share the trigger's direction: no linear edit serves both, and the rows
+    given more weight keep their outputs better."""
+    head, h_clean, h_trig, wanted = _remap_problem()
+    g = torch.Generator().manual_seed(1)
+    own = torch.cat([torch.randn(20, 6, generator=g), torch.full((20, 1), 1.5)], 1)
+    rows = torch.cat([h_clean, own])
+    with torch.no_grad():
+        kept = head(own)
+    assert (kept.argmax(1) == 0).float().mean() > 0.9
+
+    def own_error(weight):
+        edited, _ = remap_layer(head, "0", rows, h_trig, wanted, ridge=1e-3, retain_weight=weight)
+        with torch.no_grad():
+            return float((edited(own) - kept).pow(2).sum(1).mean()), edited
+
+    heavy = torch.cat([torch.ones(len(h_clean)), torch.full((20,), 30.0)])
+    plain, _ = own_error(None)
+    weighted, edited = own_error(heavy)
+    assert weighted < plain / 2
+    assert torch.allclose(own_error(torch.ones(len(rows)))[0] * torch.ones(1), plain * torch.ones(1))
+
+
 def test_remap_layer_ridge_limits_the_change():
     head, h_clean, h_trig, wanted = _remap_problem()
     _, small = remap_layer(head, "0", h_clean, h_trig, wanted, ridge=1e3)
