@@ -94,9 +94,10 @@ def remap_layer(
 ) -> tuple[nn.Module, float]:
     """Closed-form, activation-guided edit of one linear layer (a copy of ``model`` is returned).
 
-    Finds W' = W + D minimising  sum_R |W'h - Wh|^2 + sum_F |W'h_F - o_F|^2 + mu |D|^2, i.e. clean inputs keep
-    their outputs while triggered inputs are mapped to clean outputs ``out_forget``. ``ridge`` scales mu by the
-    mean activation energy, so it does not depend on the layer's scale. Returns (model, relative change of W).
+    Finds W' = W + D minimising  sum_R r |W'h - Wh|^2 + sum_F |W'h_F - o_F|^2 + mu |D|^2, i.e. clean inputs keep
+    their outputs while triggered inputs are mapped to clean outputs ``out_forget``; r is each clean row's
+    ``retain_weight`` (1 without). ``ridge`` scales mu by the mean activation energy, so it does not depend on the
+    layer's scale. Returns (model, relative change of W).
     """
     edited = copy.deepcopy(model)
     layer = edited.get_submodule(name)
