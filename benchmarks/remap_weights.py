@@ -22,6 +22,7 @@ import time
 
 import torch
 
+from benchmarks.clean_table import ASR_BAR, CA_DROP
 from benchmarks.zoo import LAB_MODELS, SCAN_MODELS, WANET_RESNET18
 
 SETTINGS = {"1": (1.0,), "9": (9.0,), "30": (30.0,), "balanced": (None,), "1+balanced": (1.0, None)}
@@ -62,8 +63,8 @@ def run(entry, weights) -> dict:
 
 
 def passes(r: dict) -> bool:
-    return r["removed"] and r.get("asr_after") is not None and round(r["asr_after"], 6) <= 0.02 and \
-        round(r["ca_before"] - r["ca_after"], 6) <= 0.01
+    return r["removed"] and r.get("asr_after") is not None and round(r["asr_after"], 6) <= ASR_BAR and \
+        round(r["ca_before"] - r["ca_after"], 6) <= CA_DROP
 
 
 def main(argv: list[str]) -> int:
