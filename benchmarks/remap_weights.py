@@ -22,7 +22,7 @@ import time
 
 import torch
 
-from benchmarks.clean_table import ASR_BAR, CA_DROP
+from benchmarks.clean_table import summary, verdict
 from benchmarks.zoo import LAB_MODELS, SCAN_MODELS, WANET_RESNET18
 
 SETTINGS = {"1": (1.0,), "9": (9.0,), "30": (30.0,), "balanced": (None,), "1+balanced": (1.0, None)}
@@ -46,25 +46,23 @@ def run(entry, weights) -> dict:
     before = evaluate(original, x, y, attack)
     t0 = time.perf_counter()
     oc = clean(entry.cli_path, sdir, CleanSettings(target_class=attack.target, remap_weights=weights))
-    row = {"model": entry.name, "removed": bool(oc.removed), "seconds": round(time.perf_counter() - t0, 1),
+    row = {"model": entry.name, "removed": bool(oc.removed), "wall_s": round(time.perf_counter() - t0, 1),
            "ca_before": before["ca"], "asr_before": before["asr"],
            "units": oc.edit.plan.total_units if oc.edit and oc.edit.plan else 0}
     if oc.module is not None:
         cleaned = Normalized(oc.module, lo.spec).eval()
         after = evaluate(cleaned, x, y, attack)
         own = y == attack.target
-        row.update(ca_after=after["ca"], asr_after=after["asr"],
+        row.update(measured_ca=after["ca"], measured_asr=after["asr"],
                    target_before=float((predict(original, x[own]) == attack.target).float().mean()),
                    target_after=float((predict(cleaned, x[own]) == attack.target).float().mean()))
         chosen = (oc.edit.remap or {}).get("chosen") or {}
         row.update(remap={k: chosen.get(k) for k in ("layer", "ridge", "target_weight")},
                    repair_epoch=oc.repair.best_epoch if oc.repair else None)
+        if oc.removed:  # the CLI writes only these; clean_table counts the others as the model unchanged
+            row.update(ca_after=after["ca"], asr_after=after["asr"])
+    row["verdict"] = verdict(row)
     return row
-
-
-def passes(r: dict) -> bool:
-    return r["removed"] and r.get("asr_after") is not None and round(r["asr_after"], 6) <= ASR_BAR and \
-        round(r["ca_before"] - r["ca_after"], 6) <= CA_DROP
 
 
 def main(argv: list[str]) -> int:
@@ -86,18 +84,13 @@ def main(argv: list[str]) -> int:
         for name in names:
             r = run(entries[name], SETTINGS[setting])
             rows.append(r)
-            drop = r["ca_before"] - r.get("ca_after", r["ca_before"])
+            drop = r["ca_before"] - r.get("measured_ca", r["ca_before"])
             print(f"weights {setting:10s} {name:18s} removed {str(r['removed']):5s} CA drop {100 * drop:5.2f} pt, "
-                  f"ASR {100 * r.get('asr_after', r['asr_before']):6.2f}%, target "
+                  f"ASR {100 * r.get('measured_asr', r['asr_before']):6.2f}%, target "
                   f"{100 * r.get('target_before', 0):.1f}% -> {100 * r.get('target_after', 0):.1f}%, units "
                   f"{r['units']}, remap {json.dumps(r.get('remap'))}, repair epoch {r.get('repair_epoch')}, "
-                  f"{r['seconds']:.1f} s", flush=True)
-        # a run bdscan does not pass writes no model: the model stays as it was (drop 0, ASR as before)
-        drops = [100 * (r["ca_before"] - r["ca_after"]) if r["removed"] else 0.0 for r in rows]
-        asrs = [100 * (r["asr_after"] if r["removed"] else r["asr_before"]) for r in rows]
-        print(f"weights {setting}: {sum(map(passes, rows))} of {len(rows)} meet both bars; CA drop mean "
-              f"{sum(drops) / len(drops):.2f} pt, worst {max(drops):.2f}; ASR mean {sum(asrs) / len(asrs):.2f}%, "
-              f"worst {max(asrs):.2f}%; no model written {sum(not r['removed'] for r in rows)}", flush=True)
+                  f"{r['wall_s']:.1f} s", flush=True)
+        print(f"weights {setting} (a pass: both bars met):\n{summary(rows)}", flush=True)
     return 0
 
 
