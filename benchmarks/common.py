@@ -42,10 +42,10 @@ def split_indices(y: torch.Tensor, target: int = 0):
     return samples, trig, measure
 
 
-def test_set(size: int, channels: int):
+def test_set(size: int, channels: int, dataset: str = "fashion-mnist"):
     from bdscan.lab.zoo import fmnist
 
-    return fmnist("test", size, channels)
+    return fmnist("test", size, channels, dataset=dataset)
 
 
 def write_folder(root: Path, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> Path:
@@ -61,10 +61,10 @@ def write_folder(root: Path, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor
 
 def sample_dirs(entry: Entry, attack) -> tuple[Path, Path | None, torch.Tensor, torch.Tensor]:
     """(samples dir, trigger-samples dir or None, measure x, measure y) for one model's input size."""
-    x, y = test_set(entry.size, entry.channels)
+    x, y = test_set(entry.size, entry.channels, entry.dataset)
     target = attack.target if attack is not None else 0
     samples, trig, measure = split_indices(y, target)
-    tag = f"{entry.channels}x{entry.size}"
+    tag = f"{entry.channels}x{entry.size}" + ("" if entry.dataset == "fashion-mnist" else f"-{entry.dataset}")
     sdir = CACHE / "data" / f"samples-{tag}"
     if entry.bundled and entry.size == 28:
         sdir = ROOT / "examples" / "samples"  # the same first-10-per-class images

