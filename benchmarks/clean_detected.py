@@ -4,7 +4,8 @@
 
 Per model (any in benchmarks.zoo): the real CLI, `bdscan clean MODEL --samples DIR --seed N --format json`, with
 the 10 clean test images per class the scan tables use; then clean accuracy and attack success of the original and
-the cleaned model on the Fashion-MNIST test images bdscan never saw (the same split as clean_table). Prints the
+the cleaned model on the lab test images bdscan never saw (the same split as clean_table; the digits' own for a
+model of the digits). Prints the
 verdict, the target detection chose, the forget set's trigger families, CA and ASR before and after, wall time.
 """
 
