@@ -3,6 +3,8 @@
     python -m benchmarks.reference [--seeds 0] [--reference NAME] [--held-out-4] [--label L] [--without]
                                    [--report-only] [MODEL_NAME ...]
 
+(a reference of the MNIST digits, say digits-clean-cnn-s48, with the thirteenth held-out set's other models)
+
 One `bdscan scan` call per seed over every trained small-CNN lab model, or the 28-pixel lab models named (the VGGs
 too), so the reference's searches run once per call; the bundled clean CNN as the reference unless ``--reference``
 names another lab model of the task (a VGG: a reference of another architecture than the suspects'; a backdoored
@@ -21,11 +23,11 @@ import json
 import sys
 
 from benchmarks.common import run_cli, sample_dirs, take_seeds
-from benchmarks.zoo import (HELD_OUT_2_MODELS, HELD_OUT_3_MODELS, HELD_OUT_4_MODELS, HELD_OUT_MODELS, HERE,
-                            LAB_MODELS, SCAN_MODELS)
+from benchmarks.zoo import (HELD_OUT_2_MODELS, HELD_OUT_3_MODELS, HELD_OUT_4_MODELS, HELD_OUT_13_MODELS,
+                            HELD_OUT_MODELS, HERE, LAB_MODELS, SCAN_MODELS)
 
 TABLES = ["scan_results.json", "scan_results_held_out_2.json", "scan_results_held_out_3.json",
-          "scan_results_held_out_4.json"]
+          "scan_results_held_out_4.json", "scan_results_held_out_13.json"]
 
 
 def table_runs() -> dict[tuple[str, int], dict]:
@@ -57,13 +59,19 @@ def main(argv: list[str]) -> int:
     report_only = "--report-only" in argv
     without = "--without" in argv
     argv = [a for a in argv if a not in ("--held-out-4", "--report-only", "--without")]
-    every = SCAN_MODELS + LAB_MODELS + HELD_OUT_MODELS + HELD_OUT_2_MODELS + HELD_OUT_3_MODELS + HELD_OUT_4_MODELS
-    entries = {e.name: e for e in every if e.size == 28}  # the task of the bundled samples: Fashion-MNIST at 28
+    every = (SCAN_MODELS + LAB_MODELS + HELD_OUT_MODELS + HELD_OUT_2_MODELS + HELD_OUT_3_MODELS + HELD_OUT_4_MODELS
+             + HELD_OUT_13_MODELS)
+    entries = {e.name: e for e in every if e.size == 28}  # 28-pixel tasks: Fashion-MNIST, or the digits
     unknown = [n for n in argv + [ref_name] if n not in entries]
     if unknown:
         print(f"unknown 28-pixel lab model(s): {', '.join(unknown)}", file=sys.stderr)
         return 4
     ref = entries[ref_name]
+    other = [n for n in argv if entries[n].dataset != ref.dataset]
+    if other:  # the reference's samples are every suspect's: one task per call
+        print(f"not of the reference's data set ({ref.dataset}): {', '.join(other)}", file=sys.stderr)
+        return 4
+    entries = {n: e for n, e in entries.items() if e.dataset == ref.dataset}
     held = {e.name for e in HELD_OUT_4_MODELS}
     wanted = argv or [n for n, e in entries.items() if e.arch == "bdscan.small_cnn" and (n in held) == held_out_4]
     models = []
