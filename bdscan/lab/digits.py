@@ -27,7 +27,8 @@ def csv_path() -> Path:
 
 def load_digits_5k(split: str = "train", path: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(images, labels)``: uint8 (N, 28, 28) and int64 (N,); ``split`` is "train" (4,000) or "test" (1,000).
-    Classes interleave (0, 1, ..., 9, 0, 1, ...), as the csv lists them sorted by label."""
+    The csv lists the digits sorted by label; here the classes take turns (0, 1, ..., 9, 0, 1, ...), so a prefix of
+    a split holds every class."""
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', not {split!r}")
     with gzip.open(path or csv_path(), "rt") as fh:
