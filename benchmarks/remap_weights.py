@@ -68,8 +68,7 @@ def run(entry, weights) -> dict:
 def main(argv: list[str]) -> int:
     from bdscan.devices import keep_freed_memory
 
-    from benchmarks.zoo import (HELD_OUT_11_MODELS, HELD_OUT_12_MODELS, HELD_OUT_13_MODELS, HELD_OUT_15_MODELS,
-                                HELD_OUT_MODELS)
+    from benchmarks.zoo import EVERY_MODEL
 
     keep_freed_memory()
     torch.set_num_threads(2)
@@ -78,8 +77,7 @@ def main(argv: list[str]) -> int:
         i = argv.index("--weights")
         chosen = argv[i + 1].split(",")
         del argv[i:i + 2]
-    entries = {e.name: e for e in SCAN_MODELS + LAB_MODELS + HELD_OUT_MODELS + HELD_OUT_11_MODELS + HELD_OUT_12_MODELS
-               + HELD_OUT_13_MODELS + HELD_OUT_15_MODELS}
+    entries = {e.name: e for e in EVERY_MODEL}
     names = argv or DEFAULT
     for setting in chosen:
         rows = []

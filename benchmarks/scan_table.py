@@ -272,7 +272,7 @@ def _proxy_times(rows) -> str:
     parts = []
     needed = [r for r in done if (r.get("evidence") or {}).get("carry")]
     for label, group in (("that needed the proxies (trained, or loaded from the cache)", needed),
-                         ("that did not", [r for r in done if not (r.get("evidence") or {}).get("carry")])):
+                         ("that did not", [r for r in done if r not in needed])):
         if group:
             scan, wall = [r["scan_s"] for r in group], [r["wall_s"] for r in group]
             parts.append(f"{label} ({len(group)}) {min(scan):.0f} to {max(scan):.0f} s by the report, "
